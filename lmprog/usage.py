@@ -12,7 +12,7 @@ import contextvars
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import BudgetExceeded, UsageError

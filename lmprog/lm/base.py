@@ -219,16 +219,12 @@ class LM:
                                  signature=signature, adapter=adapter, **params)
         return self.forward(req, cache=cache, kind=kind)
 
-    async def acall(self, messages: list[Message] | None = None, **kwargs: Any) -> LMResponse:
-        """Async call. Backends with a native async path use it; others run in a worker thread."""
-        req = self.build_request(messages, **{k: v for k, v in kwargs.items() if k not in ("cache", "kind")})
-        aforward = getattr(self.backend, "aforward", None)
-        if aforward is not None:
-            return await aforward(self, req, cache=kwargs.get("cache"), kind=kwargs.get("kind", "call"))
-        from ..settings import run_in_context
-
-        fn = run_in_context(lambda: self.forward(req, cache=kwargs.get("cache"), kind=kwargs.get("kind", "call")))
-        return await asyncio.to_thread(fn)
+    async def acall(self, messages: list[Message] | None = None, *, cache: bool | None = None,
+                    kind: str = "call", **kwargs: Any) -> LMResponse:
+        """Async call: the same cache, budgets, retries, ledger and history as a sync call. Backends with an
+        `acomplete` coroutine are awaited natively; others run in a worker thread."""
+        req = self.build_request(messages, **kwargs)
+        return await self.aforward(req, cache=cache, kind=kind)
 
     def _use_cache(self, cache: bool | None) -> bool:
         from ..settings import settings
@@ -237,29 +233,59 @@ class LM:
             return cache
         return self.cache and settings().cache
 
-    def forward(self, req: LMRequest, *, cache: bool | None = None, kind: str = "call") -> LMResponse:
-        """Cache lookup → budget check → backend with retries → ledger and history."""
+    def _start(self, req: LMRequest, cache: bool | None, kind: str) -> tuple[Any, LMResponse | None]:
+        """Cache lookup and the network switch, shared by the sync and async paths: (store, cached response)."""
         from ..settings import settings
 
-        role = usage.current_role()
-        use_cache = self._use_cache(cache)
-        store = _get_cache() if use_cache else None
+        store = _get_cache() if self._use_cache(cache) else None
         if store is not None:
             t0 = time.perf_counter()
             hit = store.get(req)
             if hit is not None:
-                rec = usage.CallRecord(model=self.model, role=role, prompt_tokens=hit.prompt_tokens,
+                rec = usage.CallRecord(model=self.model, role=usage.current_role(), prompt_tokens=hit.prompt_tokens,
                                        completion_tokens=hit.completion_tokens, cost=0.0,
                                        latency=time.perf_counter() - t0, cache_hit=True, kind=kind)
                 usage.record(rec)
                 self._remember(req, hit.texts, rec)
-                return LMResponse(texts=list(hit.texts), record=rec, records=[rec])
+                return store, LMResponse(texts=list(hit.texts), record=rec, records=[rec])
         if getattr(self.backend, "is_network", False) and not settings().allow_network:
             raise UsageError(
                 f"a network LM call to {self.model!r} was blocked: network LM calls are off here "
                 "(lp.configure(allow_network=True) or LMPROG_ALLOW_NETWORK=1 turns them on); "
                 "tests should use lmprog.testing.ScriptedLM or FunctionLM"
             )
+        return store, None
+
+    def _failed(self, exc: LMError, attempt: int, kind: str, t0: float, deadline: float,
+                records: list[usage.CallRecord]) -> float:
+        """Record a failed attempt; return the wait before the next one, or re-raise when it is final."""
+        rec = usage.CallRecord(model=self.model, role=usage.current_role(), latency=time.perf_counter() - t0,
+                               ok=False, error=f"{type(exc).__name__}: {exc}", kind=kind if attempt == 1 else "retry")
+        usage.record(rec)
+        records.append(rec)
+        wait = self._retry_wait(exc, attempt, deadline)
+        if wait is None:
+            exc.attempts = attempt
+            raise exc
+        return wait
+
+    def _succeeded(self, req: LMRequest, result: BackendResult, attempt: int, kind: str, t0: float, store: Any,
+                   records: list[usage.CallRecord]) -> LMResponse:
+        rec = usage.CallRecord(model=self.model, role=usage.current_role(), prompt_tokens=result.prompt_tokens,
+                               completion_tokens=result.completion_tokens, cost=result.cost or 0.0,
+                               latency=time.perf_counter() - t0, kind=kind if attempt == 1 else "retry")
+        usage.record(rec)
+        records.append(rec)
+        if store is not None:
+            store.put(req, result)
+        self._remember(req, result.texts, rec)
+        return LMResponse(texts=list(result.texts), record=rec, records=records)
+
+    def forward(self, req: LMRequest, *, cache: bool | None = None, kind: str = "call") -> LMResponse:
+        """Cache lookup → budget check → backend with retries → ledger and history."""
+        store, hit = self._start(req, cache, kind)
+        if hit is not None:
+            return hit
         records: list[usage.CallRecord] = []
         deadline = time.monotonic() + self.retry_deadline
         attempt = 0
@@ -270,27 +296,41 @@ class LM:
             try:
                 result = self.backend.complete(req, self.timeout)
             except LMError as exc:
-                rec = usage.CallRecord(model=self.model, role=role, latency=time.perf_counter() - t0, ok=False,
-                                       error=f"{type(exc).__name__}: {exc}",
-                                       kind=kind if attempt == 1 else "retry")
-                usage.record(rec)
-                records.append(rec)
-                wait = self._retry_wait(exc, attempt, deadline)
-                if wait is None:
-                    exc.attempts = attempt
-                    raise
-                self._sleep(wait)
+                self._sleep(self._failed(exc, attempt, kind, t0, deadline, records))
                 continue
-            latency = time.perf_counter() - t0
-            rec = usage.CallRecord(model=self.model, role=role, prompt_tokens=result.prompt_tokens,
-                                   completion_tokens=result.completion_tokens, cost=result.cost or 0.0,
-                                   latency=latency, kind=kind if attempt == 1 else "retry")
-            usage.record(rec)
-            records.append(rec)
-            if store is not None:
-                store.put(req, result)
-            self._remember(req, result.texts, rec)
-            return LMResponse(texts=list(result.texts), record=rec, records=records)
+            return self._succeeded(req, result, attempt, kind, t0, store, records)
+
+    async def aforward(self, req: LMRequest, *, cache: bool | None = None, kind: str = "call") -> LMResponse:
+        """`forward` on an event loop: only the backend call and the waits between retries are awaited."""
+        store, hit = self._start(req, cache, kind)
+        if hit is not None:
+            return hit
+        acomplete = getattr(self.backend, "acomplete", None)
+        if acomplete is None:
+            from ..settings import run_in_context
+
+            complete = run_in_context(self.backend.complete)
+
+            async def acomplete(r: LMRequest, timeout: float | None) -> BackendResult:
+                return await asyncio.to_thread(complete, r, timeout)
+
+        records: list[usage.CallRecord] = []
+        deadline = time.monotonic() + self.retry_deadline
+        attempt = 0
+        while True:
+            usage.check_budgets()
+            attempt += 1
+            t0 = time.perf_counter()
+            try:
+                result = await acomplete(req, self.timeout)
+            except LMError as exc:
+                wait = self._failed(exc, attempt, kind, t0, deadline, records)
+                if self._sleep is time.sleep:
+                    await asyncio.sleep(wait)
+                else:  # a replaced sleep (tests capturing waits) is honoured on this path too
+                    self._sleep(wait)
+                continue
+            return self._succeeded(req, result, attempt, kind, t0, store, records)
 
     def _retry_wait(self, exc: LMError, attempt: int, deadline: float) -> float | None:
         """Seconds to wait before the next attempt, or None when the error is final."""

@@ -21,17 +21,13 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-from .. import usage
-from ..errors import LMError, ProviderError, RateLimitError, TimeoutError, UsageError
-from .base import BackendResult, LMRequest, LMResponse
+from ..errors import LMError, ProviderError, RateLimitError, TimeoutError
+from .base import BackendResult, LMRequest
 from .ratelimit import RateLimiter, estimate_tokens
-
-if TYPE_CHECKING:
-    from .base import LM
 
 # Options that configure the client, never sampling parameters sent in a request body.
 CLIENT_OPTIONS = frozenset({
@@ -146,66 +142,6 @@ def request_chars(request: LMRequest) -> int:
     if request.prompt is not None:
         return len(request.prompt)
     return sum(len(str(m.get("content", ""))) for m in request.messages or [])
-
-
-async def aforward_with(lm: LM, req: LMRequest, acomplete: Callable[[LMRequest, float | None], Awaitable[
-        BackendResult]], *, cache: bool | None, kind: str) -> LMResponse:
-    """`LM.forward` on an event loop: the same cache, network switch, budgets, retries, ledger and history.
-
-    It mirrors `LM.forward` step for step (keep the two in step); only the backend call and the waits are awaited.
-    """
-    from ..cache import get_cache
-    from ..settings import settings
-
-    role = usage.current_role()
-    store = get_cache() if lm._use_cache(cache) else None
-    if store is not None:
-        t0 = time.perf_counter()
-        hit = store.get(req)
-        if hit is not None:
-            rec = usage.CallRecord(model=lm.model, role=role, prompt_tokens=hit.prompt_tokens,
-                                   completion_tokens=hit.completion_tokens, cost=0.0,
-                                   latency=time.perf_counter() - t0, cache_hit=True, kind=kind)
-            usage.record(rec)
-            lm._remember(req, hit.texts, rec)
-            return LMResponse(texts=list(hit.texts), record=rec, records=[rec])
-    if getattr(lm.backend, "is_network", False) and not settings().allow_network:
-        raise UsageError(
-            f"a network LM call to {lm.model!r} was blocked: network LM calls are off here "
-            "(lp.configure(allow_network=True) or LMPROG_ALLOW_NETWORK=1 turns them on)"
-        )
-    records: list[usage.CallRecord] = []
-    deadline = time.monotonic() + lm.retry_deadline
-    attempt = 0
-    while True:
-        usage.check_budgets()
-        attempt += 1
-        t0 = time.perf_counter()
-        try:
-            result = await acomplete(req, lm.timeout)
-        except LMError as exc:
-            rec = usage.CallRecord(model=lm.model, role=role, latency=time.perf_counter() - t0, ok=False,
-                                   error=f"{type(exc).__name__}: {exc}", kind=kind if attempt == 1 else "retry")
-            usage.record(rec)
-            records.append(rec)
-            wait = lm._retry_wait(exc, attempt, deadline)
-            if wait is None:
-                exc.attempts = attempt
-                raise
-            if lm._sleep is time.sleep:
-                await asyncio.sleep(wait)
-            else:  # a replaced sleep (tests capturing waits) is honoured on this path too
-                lm._sleep(wait)
-            continue
-        rec = usage.CallRecord(model=lm.model, role=role, prompt_tokens=result.prompt_tokens,
-                               completion_tokens=result.completion_tokens, cost=result.cost or 0.0,
-                               latency=time.perf_counter() - t0, kind=kind if attempt == 1 else "retry")
-        usage.record(rec)
-        records.append(rec)
-        if store is not None:
-            store.put(req, result)
-        lm._remember(req, result.texts, rec)
-        return LMResponse(texts=list(result.texts), record=rec, records=records)
 
 
 # -- the backend ------------------------------------------------------------------------------------------------
@@ -368,9 +304,6 @@ class HTTPBackend:
             self.limiter.settle(estimate, result.prompt_tokens + result.completion_tokens)
         return result
 
-    async def aforward(self, lm: LM, req: LMRequest, *, cache: bool | None = None,
-                       kind: str = "call") -> LMResponse:
-        return await aforward_with(lm, req, self.acomplete, cache=cache, kind=kind)
 
     def _reserve_estimate(self, request: LMRequest) -> int:
         if self.limiter is None or self.limiter.tpm is None:

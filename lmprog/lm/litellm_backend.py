@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import LMError, ProviderError, TimeoutError
-from .base import BackendResult, LMRequest, LMResponse
-from .http_backend import aforward_with, is_loopback, not_json_error, request_chars, status_error
+from .base import BackendResult, LMRequest
+from .http_backend import is_loopback, not_json_error, request_chars, status_error
 from .ratelimit import RateLimiter, estimate_tokens
-
-if TYPE_CHECKING:
-    from .base import LM
 
 # Ours, not litellm's: never forwarded as keyword arguments.
 _OWN_OPTIONS = frozenset({"transport", "rpm", "tpm", "max_connections"})
@@ -102,9 +99,6 @@ class LiteLLMBackend:
             raise mapped from exc
         return self._result(resp, estimate)
 
-    async def aforward(self, lm: LM, req: LMRequest, *, cache: bool | None = None,
-                       kind: str = "call") -> LMResponse:
-        return await aforward_with(lm, req, self.acomplete, cache=cache, kind=kind)
 
     def _result(self, resp: Any, estimate: int) -> BackendResult:
         try:
