@@ -18,7 +18,7 @@ _BUILTIN: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _split_top(text: str, sep: str) -> list[str]:
+def _split_top(text: str, sep: str, spec: str) -> list[str]:
     """Split on `sep` outside brackets and quotes."""
     parts, depth, quote, cur = [], 0, "", []
     for ch in text:
@@ -39,7 +39,7 @@ def _split_top(text: str, sep: str) -> list[str]:
         else:
             cur.append(ch)
     if depth != 0 or quote:
-        raise UsageError(f"unbalanced brackets or quotes in {text!r}")
+        raise UsageError(f"signature {spec!r}: unbalanced brackets or quotes in {text.strip()!r}")
     parts.append("".join(cur))
     return parts
 
@@ -48,7 +48,7 @@ def parse_type(text: str, types: dict[str, Any], spec: str) -> Any:
     text = text.strip()
     if not text:
         raise UsageError(f"signature {spec!r}: empty type after ':'")
-    alts = _split_top(text, "|")
+    alts = _split_top(text, "|", spec)
     if len(alts) > 1:
         parsed = [parse_type(a, types, spec) for a in alts]
         return typing.Union[tuple(parsed)]  # noqa: UP007
@@ -73,7 +73,7 @@ def parse_type(text: str, types: dict[str, Any], spec: str) -> Any:
     if not (rest.startswith("[") and rest.endswith("]")):
         raise UsageError(f"signature {spec!r}: cannot read type {text!r}")
     inner = rest[1:-1]
-    args = [a.strip() for a in _split_top(inner, ",")]
+    args = [a.strip() for a in _split_top(inner, ",", spec)]
     if head == "Literal":
         try:
             values = tuple(ast.literal_eval(a) for a in args)
@@ -93,7 +93,7 @@ def _fields(side: str, spec: str, types: dict[str, Any], what: str) -> list[tupl
     if not side.strip():
         raise UsageError(f"signature {spec!r}: no {what} fields; write e.g. 'question -> answer'")
     out = []
-    for item in _split_top(side, ","):
+    for item in _split_top(side, ",", spec):
         name, _, tp = item.partition(":")
         name = name.strip()
         if not name.isidentifier():

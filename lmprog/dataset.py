@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import random
 from collections.abc import Iterable, Sequence
@@ -128,6 +127,8 @@ class Dataset(Sequence[Example]):
 
     def hash(self) -> str:
         """A content hash of the examples and input keys (for manifests and provenance)."""
+        import hashlib
+
         h = hashlib.sha256()
         h.update(json.dumps(list(self.input_keys)).encode())
         for e in self.examples:
@@ -141,6 +142,8 @@ def data_hash(examples: Iterable[Example]) -> str:
     rows = list(examples)
     if isinstance(examples, Dataset):
         return examples.hash()
+    import hashlib
+
     h = hashlib.sha256()
     for e in rows:
         h.update(json.dumps(e.toDict(), sort_keys=True, default=str).encode())

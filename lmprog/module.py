@@ -83,8 +83,10 @@ class Module:
 
         named = dict(self.named_predictors())
         check_compatible(named, state)
+        # Validate everything first, then assign: a bad demo in the last predictor leaves the program unchanged.
+        new = {name: p.read_predictor_state(state[name], name) for name, p in named.items()}
         for name, p in named.items():
-            p.load_predictor_state(state[name])
+            p.instructions, p.demos = new[name]
         return self
 
     def save(self, path: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:

@@ -11,8 +11,7 @@ from .example import Example, Prediction
 from .module import Module
 from .signature import OutputField, Signature, ensure_signature, field_role
 
-LABELLED = "labelled"
-BOOTSTRAPPED = "bootstrapped"
+from .state import BOOTSTRAPPED, LABELLED  # noqa: F401 - demo kinds, re-exported for optimizers
 
 
 class Demo(Example):
@@ -63,11 +62,17 @@ class Predict(Module):
             "demos": [demo_to_json(d, self.signature) for d in self.demos],
         }
 
-    def load_predictor_state(self, state: dict[str, Any]) -> None:
+    def load_predictor_state(self, state: dict[str, Any], name: str = "predictor") -> None:
+        instructions, demos = self.read_predictor_state(state, name)
+        self.instructions, self.demos = instructions, demos
+
+    def read_predictor_state(self, state: dict[str, Any], name: str = "predictor") -> tuple[str, list[Demo]]:
+        """Validate saved state against this predictor's signature without changing anything."""
         from .state import demo_from_json
 
-        self.instructions = state.get("instructions") or self.signature.instructions
-        self.demos = [demo_from_json(d, self.signature) for d in state.get("demos", [])]
+        demos = [demo_from_json(d, self.signature, f"predictor {name!r}, demo {i}")
+                 for i, d in enumerate(state.get("demos", []))]
+        return state.get("instructions") or self.signature.instructions, demos
 
     # -- calling --------------------------------------------------------------------------------------------
     def _inputs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +87,11 @@ class Predict(Module):
                 parts.append(f"unexpected argument(s) {unknown}")
             raise UsageError(f"{sig.__name__}: {'; '.join(parts)}; its inputs are {list(sig.input_fields)}")
         out = {}
+        fields = sig.input_fields
         for n, v in kwargs.items():
+            if type(v) is str and fields[n].annotation is str and not fields[n].metadata:
+                out[n] = v  # the common case needs no validation round trip
+                continue
             try:
                 out[n] = sig.type_adapter(n).validate_python(v)
             except Exception as exc:  # pydantic.ValidationError: report the field, not a traceback of internals

@@ -13,10 +13,10 @@ Every transformation (`with_instructions`, `append`, `prepend`, `delete`) return
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import types
 import typing
+import weakref
 from typing import Any, Literal, Union, get_args, get_origin
 
 import pydantic
@@ -27,6 +27,19 @@ from pydantic.fields import FieldInfo
 from .errors import UsageError
 
 _ROLE_KEY = "__lmprog_role"
+# Attributes of Example/Prediction: a field with one of these names would be hidden behind a method.
+RESERVED_NAMES = frozenset({
+    "items", "keys", "get", "copy", "inputs", "labels", "usage", "completions", "toDict", "to_dict", "with_inputs",
+    "without", "input_keys", "from_completions", "kind",
+})
+
+
+def check_name(name: str, where: str, role: str | None = "output") -> None:
+    if role == "output" and name in RESERVED_NAMES:
+        raise UsageError(f"{where}: the field name {name!r} is reserved (predictions have an attribute of that "
+                         "name); choose another name")
+    if name.startswith("_"):
+        raise UsageError(f"{where}: field {name!r} starts with an underscore; field names must be public")
 _SCALARS: tuple[type, ...] = (str, int, float, bool)
 
 
@@ -118,6 +131,21 @@ def type_name(tp: Any) -> str:
     return str(tp)
 
 
+_DERIVED: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def derived(cls: type) -> dict[str, Any]:
+    """Per-class memo of things derived from a signature (field views, type adapters, templates, grammars).
+
+    Signature classes never change after creation; keeping the memo outside the class keeps it out of
+    pydantic's attribute handling and never shared with a base class.
+    """
+    memo = _DERIVED.get(cls)
+    if memo is None:
+        memo = _DERIVED[cls] = {}
+    return memo
+
+
 class SignatureMeta(ModelMetaclass):
     """Checks a signature class body before pydantic builds it, so errors name the field at fault."""
 
@@ -125,7 +153,6 @@ class SignatureMeta(ModelMetaclass):
         if ns.get("__module__") != __name__ or name != "Signature":
             _check_body(name, ns)
         cls = super().__new__(mcs, name, bases, ns, **kw)
-        cls._adapters_cache = {}  # type: ignore[attr-defined]
         return cls
 
     # Class-level views; a signature is used as a class, rarely instantiated.
@@ -140,11 +167,21 @@ class SignatureMeta(ModelMetaclass):
 
     @property
     def input_fields(cls) -> dict[str, FieldInfo]:
-        return {n: f for n, f in cls.model_fields.items() if field_role(f) == "input"}
+        return cls._split_fields()[0]
 
     @property
     def output_fields(cls) -> dict[str, FieldInfo]:
-        return {n: f for n, f in cls.model_fields.items() if field_role(f) == "output"}
+        return cls._split_fields()[1]
+
+    def _split_fields(cls) -> tuple[dict[str, FieldInfo], dict[str, FieldInfo]]:
+        # A signature class never changes after creation, so its field views are computed once.
+        cache = derived(cls)
+        split = cache.get("__fields__")
+        if split is None:
+            ins = {n: f for n, f in cls.model_fields.items() if field_role(f) == "input"}
+            outs = {n: f for n, f in cls.model_fields.items() if field_role(f) == "output"}
+            split = cache["__fields__"] = (ins, outs)
+        return split  # type: ignore[no-any-return]
 
     @property
     def fields(cls) -> dict[str, FieldInfo]:
@@ -177,6 +214,7 @@ def _check_body(name: str, ns: dict[str, Any]) -> None:
                 f"signature {name}: field {attr!r} is not marked as input or output; write "
                 f"`{attr}: ... = lp.InputField()` or `lp.OutputField()`"
             )
+        check_name(attr, f"signature {name}", field_role(value))
         if isinstance(ann, str):
             continue  # postponed annotation: checked after pydantic resolves it
         check_type(ann, f"signature {name}, field {attr!r}")
@@ -202,8 +240,8 @@ class Signature(BaseModel, metaclass=SignatureMeta):
     @classmethod
     def type_adapter(cls, name: str) -> TypeAdapter[Any]:
         """A cached pydantic TypeAdapter for one field (validation of inputs and parsed outputs)."""
-        cache: dict[str, TypeAdapter[Any]] = cls._adapters_cache  # type: ignore[attr-defined]
-        ta = cache.get(name)
+        cache = derived(cls)
+        ta = cache.get(name)  # keyed by field name; other entries use keys that start with '__'
         if ta is None:
             f = cls.model_fields[name]
             ann = f.annotation
@@ -234,6 +272,8 @@ class Signature(BaseModel, metaclass=SignatureMeta):
     @classmethod
     def fingerprint(cls) -> str:
         """A hash of the field names, roles and types (not the instruction, which optimizers change)."""
+        import hashlib
+
         shape = [[n, field_role(f), type_name(f.annotation)] for n, f in cls.model_fields.items()]
         return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
@@ -264,6 +304,7 @@ class Signature(BaseModel, metaclass=SignatureMeta):
             raise UsageError(f"signature {cls.__name__} already has a field named {name!r}")
         if not (isinstance(field, FieldInfo) and field_role(field)):
             raise UsageError(f"field {name!r}: pass lp.InputField(...) or lp.OutputField(...)")
+        check_name(name, f"signature {cls.__name__}", field_role(field))
         check_type(type_, f"signature {cls.__name__}, field {name!r}")
         new = FieldInfo.merge_field_infos(field, annotation=type_)
         role = field_role(field)
@@ -299,10 +340,11 @@ def make_signature(
     else:
         items = list(spec.items())
     seen: set[str] = set()
-    for n, (t, _) in items:
+    for n, (t, info) in items:
         if n in seen:
             raise UsageError(f"signature {spec!r}: duplicate field name {n!r}")
         seen.add(n)
+        check_name(n, f"signature {spec!r}", field_role(info) if isinstance(info, FieldInfo) else None)
         check_type(t, f"signature {spec!r}, field {n!r}")
     doc = instructions
     cls = pydantic.create_model(name, __base__=Signature, __doc__=doc, **dict(items))  # type: ignore[call-overload]

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .predict import Demo
 
 FORMAT = "lmprog.program"
+LABELLED, BOOTSTRAPPED = "labelled", "bootstrapped"
+DEMO_KINDS = frozenset({LABELLED, BOOTSTRAPPED})
 SCHEMA_VERSION = 1
 
 
@@ -50,12 +52,20 @@ def demo_to_json(demo: Demo, sig: type[Signature]) -> dict[str, Any]:
     return {"kind": demo.kind, "fields": fields}
 
 
-def demo_from_json(d: dict[str, Any], sig: type[Signature]) -> Demo:
+def demo_from_json(d: dict[str, Any], sig: type[Signature], where: str = "demo") -> Demo:
     from .predict import Demo
 
     values = {}
     for k, v in d.get("fields", {}).items():
-        values[k] = sig.type_adapter(k).validate_python(v) if k in sig.model_fields else v
+        if k not in sig.model_fields:
+            values[k] = v
+            continue
+        try:
+            values[k] = sig.type_adapter(k).validate_python(v)
+        except pydantic.ValidationError as exc:
+            msg = exc.errors()[0].get("msg", str(exc))
+            raise UsageError(f"{where}, field {k!r}: value {v!r} does not fit {type_name(sig.annotation(k))} "
+                             f"({msg})") from None
     return Demo(values, kind=d.get("kind", "labelled"))
 
 
@@ -100,6 +110,17 @@ class SavedProgram:
         return new
 
 
+def _lm_names(program: Module) -> str:
+    """The model(s) the program's predictors run on, as configured where it was saved."""
+    from .settings import settings
+
+    names = set()
+    for _, p in program.named_predictors():
+        lm = p.lm or settings().lm
+        names.add(lm.model if lm is not None else "default")
+    return ", ".join(sorted(names))
+
+
 def _version() -> str:
     from . import __version__
 
@@ -111,7 +132,7 @@ def save_program(program: Module, path: Path, provenance: dict[str, Any]) -> Pat
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "provenance": {"lmprog_version": _version(), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                       **provenance},
+                       "lm": _lm_names(program), **provenance},
         "predictors": program.dump_state(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +151,8 @@ def read_program_file(path: Path) -> SavedProgram:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read saved program {str(path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{str(path)!r} is not a saved lmprog program: it is not UTF-8 text") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -148,9 +171,14 @@ def read_program_file(path: Path) -> SavedProgram:
     for name, p in preds.items():
         if not isinstance(p, dict) or not isinstance(p.get("demos", []), list):
             raise UsageError(f"{str(path)!r}: predictor {name!r} must be an object with a list of demos")
+        if not isinstance(p.get("instructions", ""), str):
+            raise UsageError(f"{str(path)!r}: predictor {name!r}: \"instructions\" must be a string")
         for i, d in enumerate(p.get("demos", [])):
             if not isinstance(d, dict) or not isinstance(d.get("fields"), dict):
                 raise UsageError(f"{str(path)!r}: predictor {name!r}, demo {i} must have an object \"fields\"")
+            if d.get("kind", LABELLED) not in DEMO_KINDS:
+                raise UsageError(f"{str(path)!r}: predictor {name!r}, demo {i} has kind {d.get('kind')!r}; "
+                                 f"expected one of {sorted(DEMO_KINDS)}")
     return SavedProgram(state=preds, provenance=doc.get("provenance") or {}, path=path)
 
 

@@ -8,16 +8,15 @@ call — before raising `OutputParseError` with the raw text.
 
 from __future__ import annotations
 
+import enum
 import functools
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
-
 from ..errors import OutputParseError
 from ..example import Example
-from ..signature import Signature, field_label
+from ..signature import Signature, field_label, type_name
 from ._values import ParseFailure, coerce, render_value
 
 if TYPE_CHECKING:
@@ -27,7 +26,10 @@ _TEMPLATES = Path(__file__).parent / "templates"
 
 
 @functools.cache
-def _env() -> SandboxedEnvironment:
+def _env() -> Any:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
                                trim_blocks=True, lstrip_blocks=True)
     env.filters["value"] = render_value
@@ -42,11 +44,6 @@ def template(name: str) -> Any:
 
 def field_type_hint(annotation: Any) -> str:
     """A short, model-readable description of what a field's value looks like."""
-    import enum
-    import typing
-
-    from ..signature import type_name
-
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return "one of: " + ", ".join(str(a) for a in typing.get_args(annotation))

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from ..example import Example
-from ..signature import Signature
+from ..signature import Signature, derived
 from ._values import ParseFailure, render_value
 from .base import Adapter, field_type_hint, missing_outputs, template
 
@@ -23,10 +23,15 @@ class ChatAdapter(Adapter):
     name = "chat"
 
     def system(self, signature: type[Signature], instructions: str) -> str:
-        return template("chat_system.j2").render(
-            instructions=instructions, inputs=field_rows(signature.input_fields),
-            outputs=field_rows(signature.output_fields),
-        )
+        memo = derived(signature)
+        key = ("__chat_system__", instructions)
+        text = memo.get(key)  # type: ignore[call-overload]
+        if text is None:
+            text = memo[key] = template("chat_system.j2").render(  # type: ignore[index]
+                instructions=instructions, inputs=field_rows(signature.input_fields),
+                outputs=field_rows(signature.output_fields),
+            )
+        return text  # type: ignore[no-any-return]
 
     def _fields_text(self, values: dict[str, Any] | Example, names: Any, completed: bool) -> str:
         rows = [(n, render_value(values[n])) for n in names if n in values]

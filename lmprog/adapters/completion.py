@@ -12,7 +12,7 @@ from typing import Any
 
 from ..example import Example
 from ..lm.base import LM, Constraint
-from ..signature import Signature, field_label
+from ..signature import Signature, derived, field_label
 from ._values import ParseFailure, render_value
 from .base import Adapter, field_type_hint, missing_outputs, template
 
@@ -23,26 +23,34 @@ class CompletionAdapter(Adapter):
     name = "completion"
     default_params = {"stop": ["\n---", "\n\n\n"]}
 
+    def _layout(self, signature: type[Signature]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+        """Field labels and the field-description lines, computed once per signature."""
+        memo = derived(signature)
+        layout = memo.get("__completion_layout__")
+        if layout is None:
+            fields = signature.model_fields
+            labels = {n: field_label(n, f) for n, f in fields.items()}
+            described = [(labels[n], (f.description or "") + (
+                f" ({field_type_hint(f.annotation)})" if n in signature.output_fields and f.annotation is not str
+                else "")) for n, f in fields.items() if f.description]
+            layout = memo["__completion_layout__"] = (labels, described)
+        return layout  # type: ignore[no-any-return]
+
     def format(self, signature: type[Signature], instructions: str, demos: list[Example],
                inputs: dict[str, Any]) -> dict[str, Any]:
-        fields = signature.model_fields
-        names = list(fields)
-        described = [(field_label(n, f), (f.description or "") + (
-            f" ({field_type_hint(f.annotation)})" if n in signature.output_fields and f.annotation is not str else ""))
-            for n, f in fields.items() if f.description]
-        demo_rows = [[(field_label(n, fields[n]), render_value(d[n])) for n in names if n in d] for d in demos]
-        input_rows = [(field_label(n, fields[n]), render_value(inputs[n])) for n in signature.input_fields if n in inputs]
-        first = next(iter(signature.output_fields))
+        labels, described = self._layout(signature)
+        demo_rows = [[(labels[n], render_value(d[n])) for n in labels if n in d] for d in demos]
+        input_rows = [(labels[n], render_value(inputs[n])) for n in signature.input_fields if n in inputs]
         prompt = template("completion.j2").render(
             instructions=instructions, described=described, demos=demo_rows, inputs=input_rows,
-            first_output=field_label(first, fields[first]),
+            first_output=labels[next(iter(signature.output_fields))],
         )
         return {"prompt": prompt.rstrip("\n")}
 
     def constraint(self, signature: type[Signature], lm: LM) -> Constraint | None:
         if not getattr(lm.backend, "supports_grammar", False):
             return None
-        cache = signature._adapters_cache  # type: ignore[attr-defined]
+        cache = derived(signature)
         if "__gbnf__" not in cache:
             from .gbnf import completion_grammar
 

@@ -9,15 +9,15 @@ import pydantic
 
 from ..example import Example
 from ..lm.base import LM, Constraint
-from ..signature import Signature
-from ._values import ParseFailure, render_value
+from ..signature import Signature, derived
+from ._values import ParseFailure
 from .base import Adapter, missing_outputs, template
 from .chat import field_rows
 
 
 def output_schema(signature: type[Signature]) -> dict[str, Any]:
     """The JSON schema of an object holding the signature's output fields (cached on the class)."""
-    cache = signature._adapters_cache  # type: ignore[attr-defined]
+    cache = derived(signature)
     if "__json_schema__" not in cache:
         fields = {n: (f.annotation, pydantic.Field(description=f.description)) for n, f in signature.output_fields.items()}
         model = pydantic.create_model(f"{signature.__name__}Output", **fields)  # type: ignore[call-overload]
@@ -31,12 +31,10 @@ class JSONAdapter(Adapter):
     name = "json"
 
     def _json(self, values: dict[str, Any] | Example, names: Any) -> str:
-        obj = {}
-        for n in names:
-            if n in values:
-                v = values[n]
-                obj[n] = json.loads(render_value(v)) if not isinstance(v, (str, int, float, bool)) and v is not None else v
-        return json.dumps(obj, ensure_ascii=False, default=str)
+        from pydantic_core import to_jsonable_python
+
+        obj = {n: to_jsonable_python(values[n]) for n in names if n in values}
+        return json.dumps(obj, ensure_ascii=False)
 
     def format(self, signature: type[Signature], instructions: str, demos: list[Example],
                inputs: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ user relies on regardless of provider lives here, once.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import random
 import threading
@@ -302,6 +301,8 @@ class LM:
 
     async def aforward(self, req: LMRequest, *, cache: bool | None = None, kind: str = "call") -> LMResponse:
         """`forward` on an event loop: only the backend call and the waits between retries are awaited."""
+        import asyncio
+
         store, hit = self._start(req, cache, kind)
         if hit is not None:
             return hit
@@ -352,8 +353,9 @@ class LM:
     def _remember(self, req: LMRequest, texts: list[str], rec: usage.CallRecord) -> None:
         from ..cache import redact
 
-        entry = HistoryEntry(model=self.model, request=redact(req.key_material()), texts=list(texts), record=rec,
-                             when=time.time())
+        # Secrets can only sit in the parameters (api_key, headers); messages and prompts are kept as they are.
+        request = {"messages": req.messages, "prompt": req.prompt, "params": redact(req.params)}
+        entry = HistoryEntry(model=self.model, request=request, texts=list(texts), record=rec, when=time.time())
         with self._lock:
             self.history.append(entry)
 
