@@ -64,7 +64,8 @@ def _run_row(program: Callable[..., Any], metric: Callable[..., Any], index: int
     latency = time.perf_counter() - start
     calls = list(getattr(prediction, "usage", None) or [])
     try:
-        score = _score_value(metric(example, prediction))
+        with usage.role("metric"):
+            score = _score_value(metric(example, prediction))
     except BudgetExceeded as exc:
         raise _Stop(f"budget: {exc}") from exc
     except Exception as exc:

@@ -140,11 +140,31 @@ class Budget(Tracker):
         self.max_seconds = max_seconds
         self.started = time.monotonic()
         self.exhausted: BudgetExceeded | None = None
+        self._in_flight = 0  # calls that passed check() and have not been recorded yet (other threads)
+
+    def add(self, rec: CallRecord) -> None:
+        with self._lock:
+            self.records.append(rec)
+            if not rec.cache_hit and self._in_flight > 0:
+                self._in_flight -= 1
+
+    def release(self) -> None:
+        """Give back a call reserved by check() that ended without a record (a non-LM exception)."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
 
     def check(self) -> None:
-        t = self.totals
+        """Raise BudgetExceeded if one more call would cross a limit; otherwise reserve that call, so calls
+        in flight on other threads count against the limit too."""
+        with self._lock:
+            self._check_locked()
+            self._in_flight += 1
+
+    def _check_locked(self) -> None:
+        t = totals_of(self.records)
+        calls = t.billed_calls + self._in_flight
         checks = (
-            ("calls", self.max_calls, t.billed_calls + 1, t.billed_calls),
+            ("calls", self.max_calls, calls + 1, calls),
             ("tokens", self.max_tokens, t.total_tokens, t.total_tokens),
             ("cost", self.max_cost, t.cost, t.cost),
             ("seconds", self.max_seconds, time.monotonic() - self.started, time.monotonic() - self.started),
@@ -208,11 +228,25 @@ def budget(
     return _push(Budget(max_calls, max_tokens, max_cost, max_seconds))
 
 
-def check_budgets() -> None:
-    """Called by the LM before a call that will reach a model (not before cache hits)."""
-    for t in _trackers.get():
-        if isinstance(t, Budget):
-            t.check()
+def check_budgets() -> tuple[Budget, ...]:
+    """Called by the LM before a call that will reach a model (not before cache hits). Reserves the call in
+    every budget in force and returns them; the call's record releases the reservation, and `release` must
+    be called instead if the call ends without one."""
+    budgets = tuple(t for t in _trackers.get() if isinstance(t, Budget))
+    done: list[Budget] = []
+    try:
+        for b in budgets:
+            b.check()
+            done.append(b)
+    except BudgetExceeded:
+        release(tuple(done))
+        raise
+    return budgets
+
+
+def release(budgets: tuple[Budget, ...]) -> None:
+    for b in budgets:
+        b.release()
 
 
 def record(rec: CallRecord) -> None:

@@ -68,6 +68,14 @@ def split_heldout(train: list[Example], fraction: float, seed: int) -> tuple[lis
     return rest, val
 
 
+def without_demos(program: Module) -> Module:
+    """A copy of the program with no demos; its instructions (the user's own or tuned ones) are kept."""
+    new = program.deepcopy()
+    for p in new.predictors():
+        p.demos = []
+    return new
+
+
 def truthy_score(value: Any, threshold: float | None) -> bool:
     if threshold is None:
         return bool(value)
@@ -113,7 +121,9 @@ class Optimizer:
         if not train:
             raise UsageError("trainset is empty")
         heldout = None
-        if valset is None:
+        if valset is None and self.metric is None:
+            val: list[Example] = []  # nothing will be scored, so nothing needs holding out
+        elif valset is None:
             train, val = split_heldout(train, self.holdout, self.seed)
             heldout = (f"no valset given: held out {len(val)} of {len(train) + len(val)} training examples "
                        f"(seed {self.seed}) for validation; demos come only from the other {len(train)}")
@@ -139,6 +149,9 @@ class Optimizer:
                 report.stopped_by = "interrupted (Ctrl-C)"
         report.usage = tracker.summary()
         report.wall_time = time.perf_counter() - started
+        # The program's own models, plus every model the compile called (a teacher's, a judge metric's).
+        report.manifest["program_models"] = list(report.manifest.get("models", []))
+        report.manifest["models"] = sorted(set(report.usage.get("by_model", {})) | set(report.manifest["models"]))
         compiled = run.finish()
         if progress:
             _say(str(report))
@@ -173,7 +186,9 @@ class CompileRun:
         complete = res.complete
         ci = (float(res.ci[0]), float(res.ci[1]))
         out = (float(res.score), ci, res.n, len(res.errors), complete)
-        if res.stopped and str(res.stopped).startswith("budget"):
+        if res.interrupted:
+            self.report.stopped_by = "interrupted (Ctrl-C)"
+        elif res.stopped and str(res.stopped).startswith("budget"):
             self.report.stopped_by = str(res.stopped)
         return out
 
@@ -185,6 +200,8 @@ class CompileRun:
                       state=candidate_program.dump_state())
         self.report.candidates.append(c)
         if self.report.stopped_by and not complete:
+            if self.report.stopped_by.startswith("interrupted"):
+                raise KeyboardInterrupt
             raise BudgetExceeded(self.report.stopped_by, kind="calls", limit=0, spent=0)
         return c
 
@@ -219,7 +236,7 @@ class CompileRun:
         compiled.report = report  # type: ignore[attr-defined]
         compiled.provenance = {  # type: ignore[attr-defined]
             "optimizer": report.optimizer, "optimizer_params": report.params, "seed": report.seed,
-            "lm": ", ".join(report.manifest.get("models", [])), "data": report.manifest.get("data", {}),
+            "lm": ", ".join(report.manifest.get("program_models", [])), "data": report.manifest.get("data", {}),
             "best_candidate": None if best is None else report.candidates[best].name,
             "validation_score": None if best is None else report.candidates[best].score,
         }

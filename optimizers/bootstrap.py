@@ -15,7 +15,7 @@ from lmprog.module import Module
 from lmprog.predict import BOOTSTRAPPED, Demo
 from lmprog.settings import context
 
-from .base import CompileRun, Metric, Optimizer, input_key, truthy_score
+from .base import CompileRun, Metric, Optimizer, input_key, truthy_score, without_demos
 from .labeled import fits, labelled_demos, with_labelled
 
 
@@ -47,7 +47,7 @@ def bootstrap(program: Module, train: list[Example], metric: Metric, *, teacher:
     if seed is not None:
         random.Random(seed).shuffle(order)
     base_teacher = teacher.deepcopy() if teacher is not None else (
-        with_labelled(program, train, max_labeled, seed or 0) if max_labeled > 0 else program.reset_copy())
+        with_labelled(program, train, max_labeled, seed or 0) if max_labeled > 0 else without_demos(program))
     t_named = base_teacher.named_predictors()
     student_names = {n for n, _ in program.named_predictors()}
     missing = [n for n, _ in t_named if n not in student_names]
@@ -119,8 +119,8 @@ def assemble(program: Module, outcome: BootstrapOutcome, train: list[Example], m
              max_labeled: int, seed: int) -> Module:
     """The student: bootstrapped demos first, then labelled ones (from examples that produced none) up to
     `max_labeled` demos in all for each predictor."""
-    student = program.reset_copy()
-    rng = random.Random(seed)
+    student = without_demos(program)
+    rng = random.Random(f"labelled-fill-{seed}")  # independent of the shuffle that chose the teacher's inputs
     pool = [ex for ex in train if input_key(ex) not in outcome.sources]
     for name, p in student.named_predictors():
         boot = outcome.demos.get(name, [])[:max_bootstrapped]

@@ -9,7 +9,7 @@ from lmprog.example import Example
 from lmprog.module import Module
 from lmprog.predict import LABELLED, Demo, Predict
 
-from .base import CompileRun, Metric, Optimizer
+from .base import CompileRun, Metric, Optimizer, without_demos
 
 
 def fits(predictor: Predict, ex: Example) -> bool:
@@ -27,7 +27,7 @@ def labelled_demos(predictor: Predict, pool: list[Example], k: int, rng: random.
 
 
 def with_labelled(program: Module, pool: list[Example], k: int, seed: int) -> Module:
-    new = program.reset_copy()
+    new = without_demos(program)
     rng = random.Random(seed)
     for _, p in new.named_predictors():
         p.demos = labelled_demos(p, pool, k, rng)

@@ -18,7 +18,7 @@ from typing import Any
 from lmprog.example import Example
 from lmprog.module import Module
 
-from .base import CompileRun, Metric, Optimizer, input_key
+from .base import CompileRun, Metric, Optimizer, input_key, without_demos
 from .bootstrap import assemble, bootstrap
 from .labeled import with_labelled
 
@@ -86,6 +86,7 @@ class RandomSearch(Optimizer):
             "instructions": [p.instructions for p in program.predictors()],
             "train": [input_key(e) for e in train], "val": [input_key(e) for e in val],
             "params": {k: v for k, v in self.params().items() if k not in ("storage", "threads")},
+            "models": run.report.manifest.get("models"),
         }, sort_keys=True, default=str)
         name = "random_search-" + hashlib.sha256(ident.encode()).hexdigest()[:16]
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
@@ -109,7 +110,7 @@ class RandomSearch(Optimizer):
             name = spec_name(spec)
             if key in finished:
                 t = finished[key]
-                cand = program.reset_copy().load_state(json.loads(t.user_attrs["state"]))
+                cand = without_demos(program).load_state(json.loads(t.user_attrs["state"]))
                 ci = t.user_attrs.get("ci")
                 run.add(name, spec["kind"], spec, cand, scored=(
                     t.value, tuple(ci) if ci else None, t.user_attrs.get("n", 0), t.user_attrs.get("errors", 0), True))
@@ -136,7 +137,7 @@ class RandomSearch(Optimizer):
     def _build(self, program: Module, train: list[Example], spec: dict[str, Any], run: CompileRun,
                boot_stats: list[dict[str, Any]]) -> Module:
         if spec["kind"] == "zero_shot":
-            return program.reset_copy()
+            return without_demos(program)
         if spec["kind"] == "labelled":
             return with_labelled(program, train, spec["size"], spec["seed"])
         outcome = bootstrap(program, train, self.metric, teacher=self.teacher,  # type: ignore[arg-type]

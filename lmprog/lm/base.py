@@ -289,7 +289,7 @@ class LM:
         deadline = time.monotonic() + self.retry_deadline
         attempt = 0
         while True:
-            usage.check_budgets()
+            reserved = usage.check_budgets()
             attempt += 1
             t0 = time.perf_counter()
             try:
@@ -297,6 +297,9 @@ class LM:
             except LMError as exc:
                 self._sleep(self._failed(exc, attempt, kind, t0, deadline, records))
                 continue
+            except BaseException:
+                usage.release(reserved)
+                raise
             return self._succeeded(req, result, attempt, kind, t0, store, records)
 
     async def aforward(self, req: LMRequest, *, cache: bool | None = None, kind: str = "call") -> LMResponse:
@@ -319,12 +322,15 @@ class LM:
         deadline = time.monotonic() + self.retry_deadline
         attempt = 0
         while True:
-            usage.check_budgets()
+            reserved = usage.check_budgets()
             attempt += 1
             t0 = time.perf_counter()
             try:
                 result = await acomplete(req, self.timeout)
-            except LMError as exc:
+            except BaseException as exc:
+                if not isinstance(exc, LMError):
+                    usage.release(reserved)
+                    raise
                 wait = self._failed(exc, attempt, kind, t0, deadline, records)
                 if self._sleep is time.sleep:
                     await asyncio.sleep(wait)
