@@ -7,78 +7,20 @@ fresh rollout), so each test passes only if the optimizer found the helpful demo
 from __future__ import annotations
 
 import itertools
-import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 import lmprog as lp
-from lmprog import usage
 from lmprog.evaluate import evaluate
 from lmprog.optimizers import BootstrapFewShot
-from lmprog.testing import FunctionLM
 
-_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n|\n\[\[|\Z)", re.S)
-
-
-def fields_of(text: str) -> dict[str, str]:
-    return {k: v.strip() for k, v in _FIELD.findall(text) if k != "completed"}
-
-
-@dataclass
-class Call:
-    """One LM call as the model saw it."""
-
-    role: str
-    inputs: dict[str, str]
-    demos: list[dict[str, str]]
-    rollout_id: Any
-    params: dict[str, Any]
-    answer: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def demo_questions(self) -> list[str]:
-        return [d["question"] for d in self.demos if "question" in d]
-
-
-class FakeModel:
-    """A FunctionLM whose answers come from `policy(call)`; every call is kept in `calls`."""
-
-    def __init__(self, policy: Callable[[Call], dict[str, Any]], model: str = "fake/task",
-                 cache: bool = False) -> None:
-        self.policy = policy
-        self.calls: list[Call] = []
-        self.lm = FunctionLM(self._answer, model=model, cache=cache)
-
-    def _answer(self, messages: list[dict[str, Any]], request: Any = None, **params: Any) -> dict[str, Any]:
-        demos = [fields_of(messages[i]["content"]) | fields_of(messages[i + 1]["content"])
-                 for i in range(1, len(messages) - 1, 2)]
-        call = Call(usage.current_role(), fields_of(messages[-1]["content"]), demos, request.rollout_id, params)
-        self.calls.append(call)
-        call.answer = self.policy(call)
-        return call.answer
-
-    def role(self, name: str) -> list[Call]:
-        return [c for c in self.calls if c.role == name]
-
-
-def data(lo: int, hi: int) -> list[lp.Example]:
-    return [lp.Example(question=f"q{i}", answer=f"a{i}").with_inputs("question") for i in range(lo, hi)]
-
+from fake_model import Call, FakeModel, data, right, right_with_demos
 
 def num(question: str) -> int:
     return int(question[1:])
-
-
-def right(call: Call) -> str:
-    return "a" + call.inputs["question"][1:]
-
-
-def right_with_demos(call: Call) -> dict[str, Any]:
-    return {"answer": right(call) if call.demos else "wrong"}
 
 
 def kinds(predictor: lp.Predict) -> list[str]:

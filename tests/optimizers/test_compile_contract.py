@@ -8,80 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 import lmprog as lp
-from lmprog import usage
 from lmprog.dataset import data_hash
 from lmprog.errors import UsageError
 from lmprog.optimizers import (BootstrapFewShot, CompileReport, LabeledFewShot, Optimizer, RandomSearch,
                                get_optimizer)
 from lmprog.predict import Demo
-from lmprog.testing import FunctionLM
 
-# -- a fake model that sees what the optimizer shows it ------------------------------------------------------
-
-_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n|\n\[\[|\Z)", re.S)
-
-
-def fields_of(text: str) -> dict[str, str]:
-    return {k: v.strip() for k, v in _FIELD.findall(text) if k != "completed"}
-
-
-@dataclass
-class Call:
-    """One LM call as the model saw it."""
-
-    role: str
-    inputs: dict[str, str]
-    demos: list[dict[str, str]]
-    rollout_id: Any
-    params: dict[str, Any]
-    answer: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def demo_questions(self) -> list[str]:
-        return [d["question"] for d in self.demos if "question" in d]
-
-
-class FakeModel:
-    """A FunctionLM whose answers come from `policy(call)`; every call is kept in `calls`."""
-
-    def __init__(self, policy: Callable[[Call], dict[str, Any]], model: str = "fake/task") -> None:
-        self.policy = policy
-        self.calls: list[Call] = []
-        self.lm = FunctionLM(self._answer, model=model)
-
-    def _answer(self, messages: list[dict[str, Any]], request: Any = None, **params: Any) -> dict[str, Any]:
-        demos = [fields_of(messages[i]["content"]) | fields_of(messages[i + 1]["content"])
-                 for i in range(1, len(messages) - 1, 2)]
-        call = Call(usage.current_role(), fields_of(messages[-1]["content"]), demos, request.rollout_id, params)
-        self.calls.append(call)
-        call.answer = self.policy(call)
-        return call.answer
-
-    def role(self, name: str) -> list[Call]:
-        return [c for c in self.calls if c.role == name]
-
-
-def data(lo: int, hi: int) -> list[lp.Example]:
-    return [lp.Example(question=f"q{i}", answer=f"a{i}").with_inputs("question") for i in range(lo, hi)]
-
-
-def right(call: Call) -> str:
-    return "a" + call.inputs["question"][1:]
-
-
-def right_with_demos(call: Call) -> dict[str, Any]:
-    """Answers correctly only when the prompt shows at least one demo."""
-    return {"answer": right(call) if call.demos else "wrong"}
-
+from fake_model import Call, FakeModel, data, right, right_with_demos
 
 def questions(program: lp.Module) -> set[str]:
     return {d["question"] for p in program.predictors() for d in p.demos}

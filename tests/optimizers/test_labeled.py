@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
 import lmprog as lp
-from lmprog import usage
 from lmprog.evaluate import evaluate
 from lmprog.optimizers import LabeledFewShot
-from lmprog.testing import FunctionLM
 
-_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n|\n\[\[|\Z)", re.S)
+from fake_model import Call, FakeModel, data, right
+
+def q3_teaches(call: Call) -> dict[str, Any]:
+    """Answers `a<i>` for `q<i>` only when the prompt shows the demo for q3."""
+    return {"answer": right(call) if "q3" in call.demo_questions else "wrong"}
 
 
-def fields_of(text: str) -> dict[str, str]:
-    return {k: v.strip() for k, v in _FIELD.findall(text) if k != "completed"}
-
-
-class FakeModel:
-    """Answers `a<i>` for `q<i>` when the prompt shows a demo for q3, else "wrong"; keeps every call's role."""
-
+class Q3Model(FakeModel):
     def __init__(self) -> None:
-        self.roles: list[str] = []
-        self.lm = FunctionLM(self._answer, model="fake/task")
+        super().__init__(q3_teaches)
 
-    def _answer(self, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
-        self.roles.append(usage.current_role())
-        shown = [fields_of(messages[i]["content"]).get("question") for i in range(1, len(messages) - 1, 2)]
-        question = fields_of(messages[-1]["content"])["question"]
-        return {"answer": "a" + question[1:] if "q3" in shown else "wrong"}
-
-
-def data(lo: int, hi: int, **extra: str) -> list[lp.Example]:
-    return [lp.Example(question=f"q{i}", answer=f"a{i}", **extra).with_inputs("question") for i in range(lo, hi)]
+    @property
+    def roles(self) -> list[str]:
+        return [c.role for c in self.calls]
 
 
 def demo_questions(program: lp.Module) -> list[str]:
@@ -43,7 +31,7 @@ def demo_questions(program: lp.Module) -> list[str]:
 
 
 def test_k_labelled_demos_from_the_trainset_without_any_lm_call() -> None:
-    model = FakeModel()
+    model = Q3Model()
     program = lp.Predict("question -> answer", lm=model.lm)
     train = data(0, 10)
     compiled = LabeledFewShot(k=3).compile(program, train, data(10, 13), progress=False)
@@ -60,19 +48,19 @@ def test_k_labelled_demos_from_the_trainset_without_any_lm_call() -> None:
 
 
 def test_demos_hold_only_the_predictors_fields() -> None:
-    program = lp.Predict("question -> answer", lm=FakeModel().lm)
+    program = lp.Predict("question -> answer", lm=Q3Model().lm)
     compiled = LabeledFewShot(k=2).compile(program, data(0, 6, source="web"), data(10, 12), progress=False)
     assert all(set(d.keys()) == {"question", "answer"} for d in compiled.predictors()[0].demos)
 
 
 def test_k_larger_than_the_trainset_uses_every_example() -> None:
-    program = lp.Predict("question -> answer", lm=FakeModel().lm)
+    program = lp.Predict("question -> answer", lm=Q3Model().lm)
     compiled = LabeledFewShot(k=10).compile(program, data(0, 4), data(10, 12), progress=False)
     assert sorted(demo_questions(compiled)) == ["q0", "q1", "q2", "q3"]
 
 
 def test_the_same_seed_gives_the_same_demos_and_other_seeds_other_ones() -> None:
-    program = lp.Predict("question -> answer", lm=FakeModel().lm)
+    program = lp.Predict("question -> answer", lm=Q3Model().lm)
     train, val = data(0, 20), data(20, 22)
 
     def demos(seed: int) -> list[str]:
@@ -83,7 +71,7 @@ def test_the_same_seed_gives_the_same_demos_and_other_seeds_other_ones() -> None
 
 
 def test_with_a_metric_the_demo_set_is_scored_on_the_valset_only() -> None:
-    model = FakeModel()
+    model = Q3Model()
     program = lp.Predict("question -> answer", lm=model.lm)
     train, val = data(0, 5), data(10, 14)
     opt = LabeledFewShot(k=5, metric=lp.metrics.exact_match, threads=1)
@@ -113,6 +101,6 @@ def test_only_predictors_the_examples_fit_get_demos() -> None:
 
 @pytest.mark.parametrize("k", [0, 1])
 def test_small_k(k: int) -> None:
-    program = lp.Predict("question -> answer", lm=FakeModel().lm)
+    program = lp.Predict("question -> answer", lm=Q3Model().lm)
     compiled = LabeledFewShot(k=k).compile(program, data(0, 6), data(10, 12), progress=False)
     assert len(compiled.predictors()[0].demos) == k

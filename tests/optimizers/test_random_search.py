@@ -3,87 +3,16 @@ to fewer demos; finished candidates live in an optuna storage so a stopped or ki
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import lmprog as lp
-from lmprog import usage
 from lmprog.evaluate import evaluate
 from lmprog.optimizers import RandomSearch
-from lmprog.testing import FunctionLM
 
-_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n|\n\[\[|\Z)", re.S)
-
-
-def fields_of(text: str) -> dict[str, str]:
-    return {k: v.strip() for k, v in _FIELD.findall(text) if k != "completed"}
-
-
-@dataclass
-class Call:
-    """One LM call as the model saw it."""
-
-    role: str
-    inputs: dict[str, str]
-    demos: list[dict[str, str]]
-    answer: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def demo_questions(self) -> list[str]:
-        return [d["question"] for d in self.demos if "question" in d]
-
-
-class Killed(BaseException):
-    """Stands in for the process dying mid-compile (nothing in lmprog may swallow it)."""
-
-
-class FakeModel:
-    """A FunctionLM whose answers come from `policy(call)`; raises `die` once, on call number `die_at` (1-based)."""
-
-    def __init__(self, policy: Callable[[Call], dict[str, Any]], model: str = "fake/task",
-                 die_at: int | None = None, die: type[BaseException] = Killed) -> None:
-        self.policy = policy
-        self.calls: list[Call] = []
-        self.die_at = die_at
-        self.die = die
-        self.attempts = 0
-        self.lm = FunctionLM(self._answer, model=model)
-
-    def _answer(self, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
-        self.attempts += 1
-        if self.attempts == self.die_at:
-            raise self.die()
-        demos = [fields_of(messages[i]["content"]) | fields_of(messages[i + 1]["content"])
-                 for i in range(1, len(messages) - 1, 2)]
-        call = Call(usage.current_role(), fields_of(messages[-1]["content"]), demos)
-        self.calls.append(call)
-        call.answer = self.policy(call)
-        return call.answer
-
-    def role(self, name: str) -> list[Call]:
-        return [c for c in self.calls if c.role == name]
-
-
-def data(lo: int, hi: int) -> list[lp.Example]:
-    return [lp.Example(question=f"q{i}", answer=f"a{i}").with_inputs("question") for i in range(lo, hi)]
-
-
-def right(call: Call) -> str:
-    return "a" + call.inputs["question"][1:]
-
-
-def right_with_demos(call: Call) -> dict[str, Any]:
-    return {"answer": right(call) if call.demos else "wrong"}
-
-
-def right_with_q3(call: Call) -> dict[str, Any]:
-    """Only the demo for q3 teaches the model: the search must find a set that holds it."""
-    return {"answer": right(call) if "q3" in call.demo_questions else "wrong"}
+from fake_model import FakeModel, Killed, data, right, right_with_demos, right_with_q3
 
 
 def demo_questions(state: dict[str, Any]) -> set[str]:
