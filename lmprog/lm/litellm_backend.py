@@ -99,7 +99,6 @@ class LiteLLMBackend:
             raise mapped from exc
         return self._result(resp, estimate)
 
-
     def _result(self, resp: Any, estimate: int) -> BackendResult:
         try:
             texts = [c.message.content or "" for c in resp.choices]
