@@ -43,7 +43,6 @@ from .errors import LMProgError, UsageError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose mistakes are one line on stderr (through `main`), not usage plus a message."""
 
@@ -66,7 +65,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     optimizer = get_optimizer(args.optimizer, metric=metric, **options)
     lm_name = use_lm(args.lm)
     budget = {"max_calls": args.max_calls} if args.max_calls is not None else None
-    compiled = optimizer.compile(program, trainset=trainset, valset=valset, budget=budget, progress=True)
+    run_dir = Path(args.run_dir) if args.run_dir else Path(args.out).with_suffix(".run")
+    compiled = optimizer.compile(program, trainset=trainset, valset=valset, budget=budget, progress=True,
+                                 run_dir=run_dir)
     provenance = dict(getattr(compiled, "provenance", None) or {})
     if not provenance.get("lm") or str(provenance["lm"]).startswith("default"):
         provenance["lm"] = lm_names(program, lm_name)
@@ -228,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an optimizer option, e.g. --opt num_candidates:=8 (key:=JSON, key=text); repeatable")
     c.add_argument("--out", default="compiled.json", metavar="FILE", help="where to save (default compiled.json)")
     c.add_argument("--report", metavar="FILE", help="where to save the compile report (default OUT.report.json)")
+    c.add_argument("--run-dir", metavar="DIR", help="where the search keeps its state, so that running the same "
+                   "command again after an interruption resumes it (default: OUT with suffix .run)")
     c.set_defaults(handler=cmd_compile)
 
     e = add("evaluate", "Score PROGRAM on labelled data with a metric, with a confidence interval.")

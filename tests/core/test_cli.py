@@ -126,6 +126,21 @@ def test_compile_with_valset_budget_and_optimizer_options(capsys: pytest.Capture
     assert "saved the compiled program to rs.json" in out
 
 
+def test_running_the_same_compile_again_resumes_from_its_run_dir(capsys: pytest.CaptureFixture[str],
+                                                                 prog: str) -> None:
+    args = ("compile", f"{prog}:factory", "--data", "data.jsonl", "--valset", "test.jsonl", "--inputs", "text",
+            "--metric", "exact_match", "--optimizer", "random_search", "--opt", "num_candidates:=2",
+            "--out", "rs.json")
+    assert run(capsys, *args)[0] == 0
+    assert Path("rs.run/search.db").exists()
+    first = json.loads(Path("rs.report.json").read_text())
+    assert run(capsys, *args)[0] == 0
+    again = json.loads(Path("rs.report.json").read_text())
+    assert all(c["resumed"] for c in again["candidates"])
+    assert again["usage"]["total"]["billed_calls"] == 0
+    assert again["best"] == first["best"]
+
+
 def test_evaluate_scores_the_loaded_program_higher_and_saves_rows(capsys: pytest.CaptureFixture[str],
                                                                    prog: str) -> None:
     compile_labeled(capsys, prog)
