@@ -1,10 +1,19 @@
 """Embedded-model speed: 4-shot sentiment classification with a Literal label, lmprog vs raw llama-cpp-python.
 
-Prints load time, examples/s for lmprog's LM (LocalBackend, cache off) and for a raw `Llama.create_completion`
-loop over exactly the same prompts and grammar, their ratio (target >= 0.9), and the effect of prefix reuse
-(per-example time with the shared 4-shot prefix reused vs. with the model state reset before every example).
+Every line is milliseconds per example over the same prompts (greedy, max_tokens=8), best and median of the
+alternating passes:
 
-    python bench/local_model.py [--n 40] [--rounds 2]
+- lmprog lazy grammar: LM over LocalBackend (cache off), our decode loop checking the grammar lazily (default).
+- lmprog full grammar: the same with LocalBackend(lazy_grammar=False): create_completion with llama.cpp's grammar
+  sampler over all 262k candidates at every token.
+- lmprog no grammar:   the same prompts with no constraint and stop="\n" (the label's own length).
+- raw full grammar:    a plain `Llama.create_completion(prompt, grammar=...)` loop on its own Llama instance.
+- raw no grammar:      the same loop without grammar, stop="\n".
+
+Ratios are examples/s lmprog / raw (>1 means lmprog is faster), and the labels both constrained lmprog paths
+and the raw loop chose are compared. Then the effect of prefix reuse (raw loop, state reset before each example).
+
+    python bench/local_model.py [--n 40] [--rounds 3]
 
 Reviews come from /work/shared/data/sst2/dev.tsv when present (read at run time, never copied into the repo),
 else from the short sentences below.
@@ -18,8 +27,9 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 OWN_REVIEWS = [
     "A joyful, clever film that never talks down to its audience.", "Two hours I will never get back.",
@@ -55,7 +65,7 @@ def reviews(n: int) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40, help="examples per pass")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating passes per side; the best is reported")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating passes per line")
     args = ap.parse_args()
     os.environ.setdefault("LMPROG_CACHE_DIR", tempfile.mkdtemp(prefix="lmprog-bench-"))
 
@@ -63,64 +73,81 @@ def main() -> None:
 
     from lmprog.adapters.gbnf import completion_grammar
     from lmprog.lm import LM, Constraint
-    from lmprog.lm.local import gemma_path
+    from lmprog.lm.local import GEMMA_MODEL, LocalBackend, gemma_path
 
     t0 = time.perf_counter()
     path = gemma_path()
     t_assemble = time.perf_counter() - t0
-    lm = LM("local/gemma-3-270m", cache=False, temperature=0.0, max_tokens=8)
+    lazy = LM(GEMMA_MODEL, cache=False, temperature=0.0, max_tokens=8)
+    full = LM(GEMMA_MODEL, backend=LocalBackend(path, model=GEMMA_MODEL, lazy_grammar=False), cache=False,
+              temperature=0.0, max_tokens=8)
     t0 = time.perf_counter()
-    model = lm.backend.loaded()
+    model = lazy.backend.loaded()
     t_load = time.perf_counter() - t0
     print(f"model file: {path} (assembly/check {t_assemble:.2f} s); load {t_load:.2f} s; "
-          f"n_ctx={lm.backend.n_ctx} n_threads={lm.backend.n_threads}")
+          f"n_ctx={lazy.backend.n_ctx} n_threads={lazy.backend.n_threads}; load average {os.getloadavg()}")
 
     grammar = completion_grammar([("Label", Literal["positive", "negative"])])
     prompts = [PREFIX + f"Review: {r}\nLabel:" for r in reviews(args.n)]
-    raw = llama_cpp.Llama(str(path), n_ctx=lm.backend.n_ctx, n_threads=lm.backend.n_threads,
-                          n_threads_batch=lm.backend.n_threads, seed=0, verbose=False, swa_full=True)
+    raw = llama_cpp.Llama(str(path), n_ctx=lazy.backend.n_ctx, n_threads=lazy.backend.n_threads,
+                          n_threads_batch=lazy.backend.n_threads, seed=0, verbose=False, swa_full=True)
     raw_grammar = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
     constraint = Constraint(grammar=grammar)
 
-    def lmprog_pass() -> tuple[float, list[str]]:
-        t = time.perf_counter()
-        out = [lm(prompt=p, constraint=constraint).text for p in prompts]
-        return time.perf_counter() - t, out
+    def lmprog_pass(lm: LM, constrained: bool = True) -> list[str]:
+        if constrained:
+            return [lm(prompt=p, constraint=constraint).text for p in prompts]
+        return [lm(prompt=p, stop=["\n"]).text for p in prompts]
 
-    def raw_pass(reset: bool = False) -> tuple[float, list[str]]:
-        t = time.perf_counter()
+    def raw_pass(constrained: bool = True, reset: bool = False) -> list[str]:
         out = []
         for p in prompts:
             if reset:
                 raw.reset()
-            out.append(raw.create_completion(p, max_tokens=8, temperature=0.0, seed=0, grammar=raw_grammar)
-                       ["choices"][0]["text"])
-        return time.perf_counter() - t, out
+            extra: dict[str, Any] = {"grammar": raw_grammar} if constrained else {"stop": ["\n"]}
+            out.append(raw.create_completion(p, max_tokens=8, temperature=0.0, seed=0, **extra)["choices"][0]["text"])
+        return out
 
-    lmprog_pass(), raw_pass()  # warm-up: page in weights, build caches
-    ours, theirs = [], []
+    lines: dict[str, Callable[[], list[str]]] = {
+        "lmprog lazy grammar": lambda: lmprog_pass(lazy),
+        "lmprog full grammar": lambda: lmprog_pass(full),
+        "raw full grammar": raw_pass,
+        "lmprog no grammar": lambda: lmprog_pass(lazy, constrained=False),
+        "raw no grammar": lambda: raw_pass(constrained=False),
+    }
+    for run in lines.values():  # warm-up: page in weights, build caches
+        run()
+    seconds: dict[str, list[float]] = {name: [] for name in lines}
+    outputs: dict[str, list[str]] = {}
     for _ in range(args.rounds):
-        t, ours_out = lmprog_pass()
-        ours.append(t)
-        t, raw_out = raw_pass()
-        theirs.append(t)
-    t_reset, _ = raw_pass(reset=True)
+        for name, run in lines.items():
+            t = time.perf_counter()
+            outputs[name] = run()
+            seconds[name].append(time.perf_counter() - t)
+    t = time.perf_counter()
+    raw_pass(reset=True)
+    t_reset = time.perf_counter() - t
     n = len(prompts)
-    ours_eps, raw_eps = n / min(ours), n / min(theirs)
-    agree = sum(a == b for a, b in zip(ours_out, raw_out))
-    labels = {t.strip() for t in ours_out}
-    print(f"4-shot Literal classification, {n} examples, prompt ~{len(raw.tokenize(prompts[0].encode()))} tokens")
-    print(f"  lmprog LM (LocalBackend, cache off): {ours_eps:6.2f} ex/s  ({1000 * min(ours) / n:.1f} ms/example)")
-    print(f"  raw llama-cpp-python loop:           {raw_eps:6.2f} ex/s  ({1000 * min(theirs) / n:.1f} ms/example)")
-    print(f"  ratio lmprog/raw: {ours_eps / raw_eps:.2f}  (target >= 0.90); same label on {agree}/{n}; "
-          f"labels seen {sorted(labels)}")
-    print("prefix reuse (raw loop):")
-    print(f"  shared 4-shot prefix reused: {1000 * min(theirs) / n:.1f} ms/example")
-    print(f"  state reset every example:   {1000 * t_reset / n:.1f} ms/example  "
-          f"(reuse is {t_reset / min(theirs):.2f}x faster)")
-    print(f"  lmprog grammars cached: {len(model.grammars)}; load time of the shared instance {model.load_seconds:.2f} s")
-    print(f"  per-pass seconds lmprog {[round(x, 2) for x in ours]} raw {[round(x, 2) for x in theirs]}; "
-          f"median lmprog {statistics.median(ours):.2f} raw {statistics.median(theirs):.2f}")
+
+    def ms(name: str, pick: Callable[[list[float]], float] = statistics.median) -> float:
+        return 1000 * pick(seconds[name]) / n
+
+    print(f"4-shot Literal classification, {n} examples, prompt ~{len(raw.tokenize(prompts[0].encode()))} tokens, "
+          f"{args.rounds} passes per line; ms/example median (best)")
+    for name in lines:
+        print(f"  {name:20s} {ms(name):7.1f}  ({ms(name, min):.1f})")
+    print("ratios of examples/s (medians):")
+    for a, b in (("lmprog lazy grammar", "raw full grammar"), ("lmprog full grammar", "raw full grammar"),
+                 ("lmprog lazy grammar", "lmprog full grammar"), ("lmprog no grammar", "raw no grammar"),
+                 ("lmprog lazy grammar", "lmprog no grammar")):
+        print(f"  {a} / {b}: {ms(b) / ms(a):.2f}")
+    same = sum(a == b == c for a, b, c in zip(outputs["lmprog lazy grammar"], outputs["lmprog full grammar"],
+                                              outputs["raw full grammar"]))
+    labels = {t.strip() for t in outputs["lmprog lazy grammar"]}
+    print(f"  same label from lazy, full and raw on {same}/{n}; labels seen {sorted(labels)}")
+    print(f"prefix reuse (raw full-grammar loop): reused {ms('raw full grammar'):.1f} ms/example, state reset every "
+          f"example {1000 * t_reset / n:.1f} ms/example ({t_reset / n / (ms('raw full grammar') / 1000):.2f}x)")
+    print(f"lmprog grammars cached: {len(model.grammars)}; load average after {os.getloadavg()}")
 
 
 if __name__ == "__main__":

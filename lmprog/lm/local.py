@@ -13,6 +13,12 @@ batch of five differ by up to ~1 logit on this model), so plain prefix reuse mak
 previous call. We therefore evaluate prompts in blocks aligned to fixed positions (`PREFIX_BLOCK`) and reuse
 only whole blocks: every position is always computed in the same batch, and the logits are bit-identical to a
 fresh evaluation whatever ran before. The price is re-evaluating under one block of the shared prefix.
+
+Grammars are applied lazily, as llama.cpp's own `common_sampler` does: llama.cpp's grammar sampler costs
+~20-30 ms per token on Gemma's 262k-token vocabulary, while checking one token is nearly free. Our decode loop
+takes the model's own choice and checks only that token; when the grammar rejects it, it checks the best-scoring
+candidates in growing groups (the whole vocabulary only as a last resort). Greedy output is the same text as
+with the grammar applied to every candidate; the tests compare the two paths.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TimeoutError, UsageError
+from ._lazy_grammar import SAMPLING_DEFAULTS, decode_lazily
 from .base import BackendResult, LMRequest, Message
 
 GEMMA_MODEL = "local/gemma-3-270m"
@@ -38,7 +45,6 @@ _INSTALL_HINT = "install the embedded-model extras with: pip install 'lmprog[loc
 DEFAULT_N_CTX = 4096
 DEFAULT_MAX_TOKENS = 256
 PREFIX_BLOCK = 32
-
 # Options that configure the loaded model rather than one call; they may be given as LM keyword defaults.
 LOAD_OPTIONS = ("n_ctx", "n_threads")
 
@@ -100,7 +106,7 @@ class _Loaded:
 
     llm: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
-    grammars: dict[str, Any] = field(default_factory=dict)
+    grammars: dict[str, Any] = field(default_factory=dict)  # grammar text -> parsed grammar sampler (a template)
     load_seconds: float = 0.0
     aligned: int = 0  # leading KV positions that were computed as whole aligned blocks of some prompt
 
@@ -154,9 +160,14 @@ class LocalBackend:
     is_network = False
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, model: str = GEMMA_MODEL,
-                 n_ctx: int | None = None, n_threads: int | None = None) -> None:
-        """`path=None` means the bundled Gemma (assembled on first use); otherwise a .gguf file."""
+                 n_ctx: int | None = None, n_threads: int | None = None, lazy_grammar: bool = True) -> None:
+        """`path=None` means the bundled Gemma (assembled on first use); otherwise a .gguf file.
+
+        `lazy_grammar=False` applies grammars to every candidate with llama.cpp's `create_completion` (slower;
+        kept so that tests and benchmarks can compare the lazy decoder with it).
+        """
         self.model = model
+        self.lazy_grammar = lazy_grammar
         self._path = Path(path).expanduser() if path is not None else None
         if self._path is not None and not self._path.is_file():
             raise UsageError(
@@ -212,11 +223,10 @@ class LocalBackend:
             "max_tokens": int(p.get("max_tokens") or DEFAULT_MAX_TOKENS),
             "temperature": temperature,
             "stop": [stop] if isinstance(stop, str) else list(stop or []),
+            "top_p": float(p["top_p"]) if p.get("top_p") is not None else SAMPLING_DEFAULTS["top_p"],
+            "top_k": int(p["top_k"]) if p.get("top_k") is not None else SAMPLING_DEFAULTS["top_k"],
+            "min_p": SAMPLING_DEFAULTS["min_p"],
         }
-        if p.get("top_p") is not None:
-            kwargs["top_p"] = float(p["top_p"])
-        if p.get("top_k") is not None:
-            kwargs["top_k"] = int(p["top_k"])
         deadline = None if timeout is None else time.monotonic() + timeout
         model = self.loaded()
         grammar = self._grammar(model, request)
@@ -227,7 +237,7 @@ class LocalBackend:
         finally:
             model.lock.release()
 
-    def _generate(self, model: _Loaded, prompt: str, n: int, seed: int, grammar: Any, deadline: float | None,
+    def _generate(self, model: _Loaded, prompt: str, n: int, seed: int, grammar: str | None, deadline: float | None,
                   kwargs: dict[str, Any]) -> BackendResult:
         import llama_cpp
 
@@ -236,35 +246,35 @@ class LocalBackend:
 
         stopping = llama_cpp.StoppingCriteriaList([past_deadline]) if deadline is not None else None
         # Greedy decoding gives the same text whatever the seed, so n samples at temperature 0 are one run.
-        runs = 1 if kwargs["temperature"] == 0 else n
+        runs = 1 if kwargs["temperature"] <= 0 else n
         texts: list[str] = []
-        prompt_tokens = completion_tokens = 0
+        completion_tokens = 0
         tokens = model.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        if len(tokens) >= self.n_ctx:
+            raise UsageError(
+                f"the prompt does not fit the embedded model's context ({len(tokens)} tokens, n_ctx={self.n_ctx}); "
+                f"give a larger n_ctx, e.g. LM({self.model!r}, n_ctx=8192) or LMPROG_LOCAL_N_CTX=8192"
+            )
         for i in range(runs):
-            try:
-                if len(tokens) >= self.n_ctx:
-                    raise ValueError(f"Requested tokens ({len(tokens)}) exceed context window of {self.n_ctx}")
-                _position(model, tokens)
-                out = model.llm.create_completion(tokens, seed=seed + i, grammar=grammar,
-                                                  stopping_criteria=stopping, **kwargs)
-            except ValueError as exc:
-                if "context window" in str(exc):
-                    raise UsageError(
-                        f"the prompt does not fit the embedded model's context ({exc}); give a larger n_ctx, e.g. "
-                        f"LM({self.model!r}, n_ctx=8192) or LMPROG_LOCAL_N_CTX=8192"
-                    ) from exc
-                raise
+            _position(model, tokens)
+            if grammar is not None and self.lazy_grammar:
+                text, used = decode_lazily(model.llm, tokens, model.grammars[grammar], seed + i, deadline, kwargs)
+            else:
+                out = model.llm.create_completion(
+                    tokens, seed=seed + i, stopping_criteria=stopping, **kwargs,
+                    grammar=None if grammar is None else llama_cpp.LlamaGrammar.from_string(grammar, verbose=False))
+                text, used = out["choices"][0]["text"], out["usage"]["completion_tokens"]
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("the embedded model did not finish within the time allowed", model=self.model)
-            texts.append(out["choices"][0]["text"])
-            prompt_tokens = out["usage"]["prompt_tokens"]
-            completion_tokens += out["usage"]["completion_tokens"]
+            texts.append(text)
+            completion_tokens += used
+        prompt_tokens = len(tokens)
         if runs < n:
             texts *= n
         return BackendResult(texts=texts, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=0.0)
 
-    def _grammar(self, model: _Loaded, request: LMRequest) -> Any:
-        """The request's constraint as a llama.cpp grammar, checked once and cached by its text."""
+    def _grammar(self, model: _Loaded, request: LMRequest) -> str | None:
+        """The request's constraint as GBNF text, parsed by llama.cpp once and cached (as a sampler) by its text."""
         c = request.constraint
         if c is None or (c.grammar is None and c.json_schema is None):
             return None
@@ -274,8 +284,7 @@ class LocalBackend:
             from ..adapters.gbnf import json_schema_to_gbnf
 
             text = json_schema_to_gbnf(c.json_schema or {})
-        cached = model.grammars.get(text)
-        if cached is None:
+        if text not in model.grammars:
             import llama_cpp
 
             # llama.cpp reports a bad grammar only as a NULL sampler (and crashes if that NULL is used), so
@@ -284,16 +293,15 @@ class LocalBackend:
                 llama_cpp.llama_model_get_vocab(model.llm.model), text.encode("utf-8"), b"root")
             if not parsed:
                 raise UsageError(f"llama.cpp rejected this grammar (see its message on stderr):\n{text}")
-            llama_cpp.llama_sampler_free(parsed)
-            cached = model.grammars[text] = llama_cpp.LlamaGrammar.from_string(text, verbose=False)
-        return cached
+            model.grammars[text] = parsed
+        return text
 
 
 def _position(model: _Loaded, tokens: list[int]) -> None:
     """Bring the KV cache to the prompt's last block boundary before the final token, reusing whole blocks.
 
-    `create_completion` then finds this state as the longest common prefix and evaluates just the final
-    (partial) block in one batch, exactly as a fresh evaluation would.
+    `create_completion` (or the lazy decode loop) then finds this state as the longest common prefix and
+    evaluates just the final (partial) block in one batch, exactly as a fresh evaluation would.
     """
     import llama_cpp
 

@@ -1,10 +1,12 @@
 """The embedded llama.cpp backend on the real Gemma 3 270M model: constrained outputs, the cache, determinism,
-explicit .gguf paths and prefix reuse. Tests marked `model` run the model (a few seconds on 2 cores)."""
+explicit .gguf paths, prefix reuse, and the lazy grammar decoder checked against llama.cpp's full grammar
+sampler. Tests marked `model` run the model (well under a minute on 2 cores)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +16,9 @@ import pytest
 from pydantic import BaseModel, Field
 
 from lmprog.adapters.gbnf import completion_grammar
-from lmprog.errors import UsageError
-from lmprog.lm.base import Constraint, LMRequest
+from lmprog.errors import TimeoutError, UsageError
+from lmprog.lm import _lazy_grammar
+from lmprog.lm.base import BackendResult, Constraint, LMRequest
 from lmprog.lm.local import GEMMA_MODEL, PREFIX_BLOCK, LocalBackend, messages_to_prompt
 
 needs_llama = pytest.mark.skipif(
@@ -53,6 +56,40 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBackend]:
         b = LocalBackend.from_model(GEMMA_MODEL, {})
         b.loaded()
         yield b
+
+
+@pytest.fixture(scope="module")
+def full_grammar(backend: LocalBackend) -> LocalBackend:
+    """The same loaded model, decoding with llama.cpp's grammar sampler over every candidate (the reference)."""
+    return LocalBackend(backend.path, model=GEMMA_MODEL, lazy_grammar=False)
+
+
+def both(backend: LocalBackend, full: LocalBackend, prompt: str, constraint: Constraint,
+         **params: Any) -> tuple[BackendResult, BackendResult]:
+    req = LMRequest(model=GEMMA_MODEL, prompt=prompt, params={"temperature": 0.0, **params}, constraint=constraint)
+    return backend.complete(req, timeout=120), full.complete(req, timeout=120)
+
+
+FACTS = ("Answer with a short title and the year.\n\n---\n\n"
+         "Question: Which film has a shark terrorising a beach town?\nTitle: Jaws\nYear: 1975\n\n---\n\n"
+         "Question: Which film follows a boy wizard at a school of magic?\nTitle: Harry Potter\nYear: 2001\n\n---\n\n")
+FILMS = ("Describe a film as JSON.\n\n---\n\n"
+         'Film: {"title":"Alien","year":1979,"genre":"horror"}\n\n---\n\n'
+         'Film: {"title":"Amelie","year":2001,"genre":"comedy"}\n\n---\n\nFilm:')
+
+
+@pytest.fixture
+def rejections(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the steps at which the grammar rejected the model's own choice (one entry per wider search)."""
+    seen: list[int] = []
+    real = _lazy_grammar._LazyGrammar.best_allowed
+
+    def spy(self: Any, logits: Any, need: int, *rest: Any) -> Any:
+        seen.append(need)
+        return real(self, logits, need, *rest)
+
+    monkeypatch.setattr(_lazy_grammar._LazyGrammar, "best_allowed", spy)
+    return seen
 
 
 def test_messages_become_plain_text_with_an_assistant_cue() -> None:
@@ -187,3 +224,101 @@ def test_same_request_twice_through_lm_is_a_free_cache_hit(backend: LocalBackend
     assert second.record.cost == 0.0
     assert (t.totals.calls, t.totals.cache_hits, t.totals.billed_calls) == (2, 1, 1)
     assert t.totals.cost == 0.0
+
+
+@needs_llama
+@pytest.mark.model
+@pytest.mark.parametrize("case", ["label", "two-fields", "json-field", "json-schema"])
+def test_lazy_greedy_output_equals_the_full_grammar_path(backend: LocalBackend, full_grammar: LocalBackend,
+                                                         case: str) -> None:
+    cases: dict[str, tuple[list[str], Constraint, int]] = {
+        "label": ([few_shot(r) for r in ("Wonderful acting and a clever, moving script.",
+                                         "Boring, predictable and badly shot.", "Not bad, not good.")],
+                  Constraint(grammar=LABEL_GRAMMAR), 8),
+        "two-fields": ([FACTS + f"Question: {q}\nTitle:" for q in (
+            "Which film has a ship hitting an iceberg?", "Which film is about toys that come alive?",
+            "Which film has a hotel caretaker going mad in the snow?")],
+            Constraint(grammar=completion_grammar([("Title", str), ("Year", int)])), 24),
+        "json-field": ([FILMS, FILMS.replace("Amelie", "Heat").replace("comedy", "drama")],
+                       Constraint(grammar=completion_grammar([("Film", Movie)])), 40),
+        "json-schema": ([FILMS + " ", FILMS.replace("1979", "1986") + " "],
+                        Constraint(json_schema=Movie.model_json_schema()), 40),
+    }
+    prompts, constraint, max_tokens = cases[case]
+    answers = []
+    for prompt in prompts:
+        lazy, full = both(backend, full_grammar, prompt, constraint, max_tokens=max_tokens)
+        answers.append(lazy.texts)
+        assert lazy.texts == full.texts, prompt
+        assert (lazy.prompt_tokens, lazy.completion_tokens) == (full.prompt_tokens, full.completion_tokens)
+        assert lazy.completion_tokens >= 2
+    # Other prompts ran since (and the shared prefix was reused): the first answer must not change.
+    assert both(backend, full_grammar, prompts[0], constraint, max_tokens=max_tokens)[0].texts == answers[0]
+    if case.startswith("json"):
+        Movie.model_validate_json(lazy.texts[0])
+
+
+@needs_llama
+@pytest.mark.model
+def test_a_rejected_favourite_token_is_replaced_by_the_best_allowed_one(
+        backend: LocalBackend, full_grammar: LocalBackend, rejections: list[int]) -> None:
+    prompt = "Once upon a time"
+    free = backend.complete(LMRequest(model=GEMMA_MODEL, prompt=prompt, params={"max_tokens": 4}), timeout=60)
+    assert not free.texts[0].startswith((" in", " on"))  # the grammar below forbids what the model prefers
+    grammar = r'root ::= (" in" | " on") " a " ("land" | "house" | "forest" | "boat") "\n"'
+    lazy, full = both(backend, full_grammar, prompt, Constraint(grammar=grammar), max_tokens=12)
+    assert rejections, "the model's first choice should have been rejected"
+    assert lazy.texts == full.texts
+    assert re.fullmatch(r" (in|on) a (land|house|forest|boat)\n", lazy.texts[0])
+
+
+@needs_llama
+@pytest.mark.model
+def test_multibyte_characters_forced_by_the_grammar_come_out_whole(
+        backend: LocalBackend, full_grammar: LocalBackend, rejections: list[int]) -> None:
+    text = " naïve ☃ 日本 ü\n"
+    lazy, full = both(backend, full_grammar, "Word list:", Constraint(grammar=f'root ::= "{text[:-1]}\\n"'),
+                      max_tokens=30)
+    assert lazy.texts == full.texts == [text]
+    assert lazy.completion_tokens == full.completion_tokens
+    assert rejections  # the model would not have written this by itself
+
+
+@needs_llama
+@pytest.mark.model
+def test_lazy_decoding_honours_stop_sequences_and_max_tokens(backend: LocalBackend,
+                                                              full_grammar: LocalBackend) -> None:
+    prompt = FACTS + "Question: Which film has a ship hitting an iceberg?\nTitle:"
+    constraint = Constraint(grammar=completion_grammar([("Title", str), ("Year", int)]))
+    whole, _ = both(backend, full_grammar, prompt, constraint, max_tokens=24)
+    assert "\nYear: " in whole.texts[0]
+    lazy, full = both(backend, full_grammar, prompt, constraint, max_tokens=24, stop=["Year"])
+    assert lazy.texts == full.texts == [whole.texts[0].split("Year")[0]]
+    lazy, full = both(backend, full_grammar, prompt, constraint, max_tokens=2)
+    assert lazy.texts == full.texts and lazy.completion_tokens == full.completion_tokens == 2
+    assert whole.texts[0].startswith(lazy.texts[0]) and len(lazy.texts[0]) < len(whole.texts[0])
+
+
+@needs_llama
+@pytest.mark.model
+def test_sampling_with_a_grammar_is_seeded_and_stays_in_the_grammar(backend: LocalBackend) -> None:
+    def run(seed: int) -> BackendResult:
+        req = LMRequest(model=GEMMA_MODEL, prompt="Random digits: 4, 7, 1, 9, 2,",
+                        constraint=Constraint(grammar='root ::= " " [0-9] ","'),
+                        params={"temperature": 2.0, "seed": seed, "n": 6, "max_tokens": 4})
+        return backend.complete(req, timeout=120)
+
+    first = run(7)
+    assert all(re.fullmatch(r" [0-9],", t) for t in first.texts)
+    assert len(set(first.texts)) > 1  # each sample has its own seed
+    assert run(7).texts == first.texts
+    assert first.completion_tokens >= 6 * 2  # a space, a digit and a comma: at least two tokens each
+
+
+@needs_llama
+@pytest.mark.model
+def test_lazy_decoding_that_outlives_its_deadline_is_a_timeout(backend: LocalBackend) -> None:
+    req = LMRequest(model=GEMMA_MODEL, prompt=few_shot("Fine."), params={"max_tokens": 8},
+                    constraint=Constraint(grammar=LABEL_GRAMMAR))
+    with pytest.raises(TimeoutError, match="did not finish"):
+        backend.complete(req, timeout=1e-6)
