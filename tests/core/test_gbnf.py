@@ -155,8 +155,7 @@ def test_value_rule_containers_and_models_are_json() -> None:
 def test_completion_grammar_emits_value_then_labelled_fields() -> None:
     grammar = completion_grammar([("Reasoning", str), ("Label", Literal["positive", "negative"]), ("Say \"x\"", int)])
     rules = _assert_closed(grammar)
-    assert rules["root"] == (r'" " text-line "\n" "Label: " ("positive" | "negative") "\n" '
-                             r'"Say \"x\": " json-int "\n"')
+    assert rules["root"] == (r'" " text-line "\nLabel: " ("positive" | "negative") "\nSay \"x\": " json-int')
     with pytest.raises(ValueError):
         completion_grammar([])
 
@@ -225,19 +224,19 @@ def test_llama_cpp_parses_every_grammar_we_build(vocab: Any, annotation: Any) ->
 
 def test_label_grammar_accepts_labels_only(vocab: Any) -> None:
     grammar = completion_grammar([("Label", Literal["positive", "negative"])])
-    assert _accepts(vocab, grammar, " positive\n")
-    assert _accepts(vocab, grammar, " negative\n")
-    assert not _accepts(vocab, grammar, " neutral\n")
-    assert not _accepts(vocab, grammar, " positive")  # the newline ends the field
+    assert _accepts(vocab, grammar, " positive")
+    assert _accepts(vocab, grammar, " negative")
+    assert not _accepts(vocab, grammar, " neutral")
+    assert not _accepts(vocab, grammar, " positive\n")  # complete after the label: nothing may follow
 
 
 def test_text_number_and_optional_values(vocab: Any) -> None:
     grammar = completion_grammar([("Reasoning", str), ("Score", Optional[float]), ("Ok", bool)])
-    assert _accepts(vocab, grammar, ' It said "great", twice.\nScore: -0.25\nOk: true\n')
-    assert _accepts(vocab, grammar, " x\nScore: none\nOk: false\n")
-    assert not _accepts(vocab, grammar, " \nScore: 1\nOk: true\n")  # empty text line
-    assert not _accepts(vocab, grammar, " x\nScore: 1,5\nOk: true\n")
-    assert not _accepts(vocab, grammar, " x\nScore: 1\nOk: True\n")
+    assert _accepts(vocab, grammar, ' It said "great", twice.\nScore: -0.25\nOk: true')
+    assert _accepts(vocab, grammar, " x\nScore: none\nOk: false")
+    assert not _accepts(vocab, grammar, " \nScore: 1\nOk: true")  # empty text line
+    assert not _accepts(vocab, grammar, " x\nScore: 1,5\nOk: true")
+    assert not _accepts(vocab, grammar, " x\nScore: 1\nOk: True")
 
 
 def test_json_grammar_accepts_pydantic_dump_and_rejects_wrong_json(vocab: Any) -> None:

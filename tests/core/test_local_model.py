@@ -122,7 +122,7 @@ def test_few_shot_label_is_one_of_the_literals(backend: LocalBackend) -> None:
         req = LMRequest(model=GEMMA_MODEL, prompt=few_shot(review), params={"temperature": 0.0, "max_tokens": 8},
                         constraint=Constraint(grammar=LABEL_GRAMMAR))
         result = backend.complete(req, timeout=60)
-        assert result.texts[0] in (" positive\n", " negative\n")
+        assert result.texts[0] in (" positive", " negative")
         assert result.prompt_tokens > 80 and result.completion_tokens >= 1
         assert result.cost == 0.0
 
@@ -136,7 +136,7 @@ def test_pydantic_field_grammar_and_json_schema_outputs_parse(backend: LocalBack
     by_field = backend.complete(LMRequest(
         model=GEMMA_MODEL, prompt=prompt, params={"max_tokens": 60},
         constraint=Constraint(grammar=completion_grammar([("Film", Movie)]))), timeout=60)
-    assert by_field.texts[0].startswith(" ") and by_field.texts[0].endswith("\n")
+    assert by_field.texts[0].startswith(" ") and "\n" not in by_field.texts[0]
     Movie.model_validate_json(by_field.texts[0])
     by_schema = backend.complete(LMRequest(
         model=GEMMA_MODEL, prompt=prompt + " ", params={"max_tokens": 60},
@@ -195,7 +195,7 @@ def test_explicit_gguf_path_loads_that_file(backend: LocalBackend, tmp_path: Pat
     explicit = LocalBackend.from_model(f"local:{copy}", {})
     assert explicit.path == copy
     req = LMRequest(model=f"local:{copy}", prompt=few_shot("Great fun."), constraint=Constraint(grammar=LABEL_GRAMMAR))
-    assert explicit.complete(req, timeout=60).texts[0] in (" positive\n", " negative\n")
+    assert explicit.complete(req, timeout=60).texts[0] in (" positive", " negative")
     assert explicit.loaded() is not backend.loaded()
 
 
@@ -219,7 +219,7 @@ def test_same_request_twice_through_lm_is_a_free_cache_hit(backend: LocalBackend
         first = lm(prompt=few_shot("Sharp, funny and kind."), constraint=Constraint(grammar=LABEL_GRAMMAR))
         second = lm(prompt=few_shot("Sharp, funny and kind."), constraint=Constraint(grammar=LABEL_GRAMMAR))
     assert second.texts == first.texts
-    assert first.text in (" positive\n", " negative\n")
+    assert first.text in (" positive", " negative")
     assert not first.record.cache_hit and second.record.cache_hit
     assert second.record.cost == 0.0
     assert (t.totals.calls, t.totals.cache_hits, t.totals.billed_calls) == (2, 1, 1)
@@ -251,7 +251,7 @@ def test_lazy_greedy_output_equals_the_full_grammar_path(backend: LocalBackend, 
         answers.append(lazy.texts)
         assert lazy.texts == full.texts, prompt
         assert (lazy.prompt_tokens, lazy.completion_tokens) == (full.prompt_tokens, full.completion_tokens)
-        assert lazy.completion_tokens >= 2
+        assert lazy.completion_tokens >= 1 and lazy.texts[0].strip()
     # Other prompts ran since (and the shared prefix was reused): the first answer must not change.
     assert both(backend, full_grammar, prompts[0], constraint, max_tokens=max_tokens)[0].texts == answers[0]
     if case.startswith("json"):
