@@ -23,6 +23,8 @@ with the grammar applied to every candidate; the tests compare the two paths.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -31,6 +33,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,18 +127,52 @@ def _load(path: Path, n_ctx: int, n_threads: int) -> _Loaded:
             import llama_cpp
 
             t0 = time.perf_counter()
-            try:
-                llm = llama_cpp.Llama(
-                    model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                    seed=0, verbose=False,
-                    # A full-size sliding-window cache keeps every position, so truncating the KV cache to a
-                    # shared prefix stays exact for prompts longer than Gemma's 512-token window.
-                    swa_full=True,
-                )
-            except ValueError as exc:
-                raise UsageError(f"llama.cpp could not load {path} ({exc}); is it a valid .gguf model file?") from exc
+            with _quiet_stderr() as said:
+                try:
+                    llm = llama_cpp.Llama(
+                        model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+                        seed=0, verbose=False,
+                        # A full-size sliding-window cache keeps every position, so truncating the KV cache to a
+                        # shared prefix stays exact for prompts longer than Gemma's 512-token window.
+                        swa_full=True,
+                    )
+                except ValueError as exc:
+                    llm, failure = None, exc
+            if llm is None:
+                detail = said.read().strip()[-500:]
+                raise UsageError(f"llama.cpp could not load {path} ({failure}); is it a valid .gguf model file?"
+                                 + (f"\nllama.cpp said: {detail}" if detail else "")) from failure
             _registry[key] = _Loaded(llm=llm, load_seconds=time.perf_counter() - t0)
+            if len(_registry) == 1:
+                atexit.register(_close_all)
         return _registry[key]
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[Any]:
+    """Hold back what llama.cpp's C code writes to stderr while a model loads (it notes the cache layout even
+    with verbose=False); the text is handed to the caller, who shows it only if the load failed."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield sink
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+
+
+def _close_all() -> None:
+    """Free the models before interpreter shutdown; later, llama-cpp-python's own finalizer finds its C
+    bindings already torn down and prints a TypeError."""
+    with _registry_lock:
+        for loaded in _registry.values():
+            loaded.llm.close()
+        _registry.clear()
 
 
 def messages_to_prompt(messages: list[Message]) -> str:
