@@ -7,7 +7,7 @@
     off) vs a raw httpx POST loop vs raw litellm.completion.
 (2) throughput with 64 calls in flight and 200 ms server latency, as a fraction of the 320 calls/s ideal
     (target >= 90%): lmprog with threads and with acall, raw httpx/aiohttp async, raw litellm.acompletion.
-(3) the embedded model: owned by the local-backend bench (see `embedded_section`).
+(3) the embedded model: bench/local_model.py, run here as a child process (examples/s, lmprog vs raw).
 (4) cache hits: µs per hit from memory and from disk, RSS growth and disk size for N entries.
 
 The server runs in a child process so its CPU does not compete with the client for the GIL.
@@ -160,8 +160,20 @@ def section_throughput(url: str, calls: int, concurrency: int, latency: float) -
 
 # -- (3) the embedded model --------------------------------------------------------------------------------
 def embedded_section(quick: bool) -> None:
-    """Hook for the embedded-model bench (examples/s, lmprog vs raw llama-cpp-python), written with local.py."""
-    print("\n(3) embedded model: not measured here; the local-backend helper's bench fills this section")
+    """Examples/s of a 4-shot classification on the embedded model, lmprog vs a raw llama-cpp-python loop.
+
+    It runs bench/local_model.py in a child process, so the model's threads do not share this process."""
+    import importlib.util
+    import subprocess
+
+    print("\n(3) embedded model (bench/local_model.py)")
+    if importlib.util.find_spec("llama_cpp") is None:
+        print("  skipped: llama-cpp-python is not installed (pip install 'lmprog[local]')")
+        return
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "local_model.py")
+    args = [sys.executable, script, "--n", "20" if quick else "40", "--rounds", "1" if quick else "2"]
+    out = subprocess.run(args, capture_output=True, text=True, check=False)
+    print("  " + (out.stdout.strip() or out.stderr.strip()[-2000:]).replace("\n", "\n  "))
 
 
 # -- (4) cache hits ------------------------------------------------------------------------------------------
