@@ -8,7 +8,7 @@ and restore their instructions and demos by that name, never by position.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,11 +132,3 @@ def _as_inputs(item: dict[str, Any] | Example) -> dict[str, Any]:
     if isinstance(item, dict):
         return item
     raise UsageError(f"batch() takes dicts or Examples of inputs, got {type(item).__name__}")
-
-
-def iter_modules(obj: Any) -> Iterator[Module]:
-    """The module and every sub-module reachable from it (used by tooling)."""
-    if isinstance(obj, Module):
-        yield obj
-        for v in vars(obj).values():
-            yield from iter_modules(v)

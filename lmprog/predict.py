@@ -9,9 +9,9 @@ from . import usage
 from .errors import UsageError
 from .example import Example, Prediction
 from .module import Module
-from .signature import OutputField, Signature, ensure_signature, field_role
+from .signature import OutputField, Signature, ensure_signature
 
-from .state import BOOTSTRAPPED, LABELLED  # noqa: F401 - demo kinds, re-exported for optimizers
+from .state import LABELLED
 
 
 class Demo(Example):
@@ -131,8 +131,3 @@ class ChainOfThought(Predict):
             raise UsageError(f"{base.__name__} already has a field named 'reasoning'; ChainOfThought adds it")
         extended = base.prepend("reasoning", rationale_field or OutputField(desc=REASONING_DESC), str)
         super().__init__(extended, **kwargs)
-
-
-def is_output(signature: type[Signature], name: str) -> bool:
-    f = signature.model_fields.get(name)
-    return f is not None and field_role(f) == "output"

@@ -12,7 +12,8 @@ from lmprog._progress import ProgressBar, should_show
 from lmprog.errors import BudgetExceeded, UsageError
 from lmprog.example import Example
 from lmprog.module import Module
-from lmprog.predict import BOOTSTRAPPED, Demo
+from lmprog.predict import Demo
+from lmprog.state import BOOTSTRAPPED
 from lmprog.settings import context
 
 from .base import CompileRun, Metric, Optimizer, input_key, truthy_score, without_demos

@@ -7,7 +7,8 @@ from typing import Any
 
 from lmprog.example import Example
 from lmprog.module import Module
-from lmprog.predict import LABELLED, Demo, Predict
+from lmprog.predict import Demo, Predict
+from lmprog.state import LABELLED
 
 from .base import CompileRun, Metric, Optimizer, without_demos
 

@@ -125,9 +125,3 @@ def missing_outputs(signature: type[Signature], found: dict[str, Any]) -> None:
     missing = [n for n in signature.output_fields if n not in found]
     if missing:
         raise ParseFailure(missing[0], f"no value found for output field(s) {missing}")
-
-
-def rendered_fields(signature: type[Signature], values: dict[str, Any] | Example, names: Any) -> list[tuple[str, str, str]]:
-    """(name, label, text) for each of `names` present in `values`, in signature order."""
-    fields = signature.model_fields
-    return [(n, field_label(n, fields[n]), render_value(values[n])) for n in names if n in values]

@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import usage
@@ -386,10 +386,6 @@ class LM:
         text = "\n\n".join(parts)
         print(text, file=file)
         return text
-
-
-def with_params(req: LMRequest, **params: Any) -> LMRequest:
-    return replace(req, params={**req.params, **params})
 
 
 def _get_cache() -> Any:
