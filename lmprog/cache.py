@@ -288,7 +288,7 @@ class Cache:
     def stats(self) -> dict[str, Any]:
         """Hits (memory and disk), misses, entries in memory and bytes on disk."""
         with self._lock:
-            out = {"hits": self.hits, "misses": self.misses, "memory_hits": self.memory_hits,
+            out: dict[str, Any] = {"hits": self.hits, "misses": self.misses, "memory_hits": self.memory_hits,
                    "disk_hits": self.disk_hits, "memory_entries": len(self._memory)}
         out["disk_bytes"] = self.disk_bytes()
         out["directory"] = self.directory

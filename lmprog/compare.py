@@ -152,7 +152,8 @@ def compare(a: EvalResult, b: EvalResult, *, errors: str = "zero", threshold: fl
             kept.append((ra, rb, va, vb))
     sa, sb = [k[2] for k in kept], [k[3] for k in kept]
     result = stats.paired_test(sa, sb, n_resamples=n_resamples, seed=seed)
-    pos, neg = [], []
+    pos: list[Any] = []
+    neg: list[Any] = []
     for ra, rb, va, vb in kept:
         right_a, right_b = va >= threshold, vb >= threshold
         if right_a != right_b:

@@ -178,17 +178,18 @@ class SignatureMeta(ModelMetaclass):
         cache = derived(cls)
         split = cache.get("__fields__")
         if split is None:
-            ins = {n: f for n, f in cls.model_fields.items() if field_role(f) == "input"}
-            outs = {n: f for n, f in cls.model_fields.items() if field_role(f) == "output"}
+            fields: dict[str, FieldInfo] = cls.model_fields  # type: ignore[attr-defined]
+            ins = {n: f for n, f in fields.items() if field_role(f) == "input"}
+            outs = {n: f for n, f in fields.items() if field_role(f) == "output"}
             split = cache["__fields__"] = (ins, outs)
         return split  # type: ignore[no-any-return]
 
     @property
     def fields(cls) -> dict[str, FieldInfo]:
-        return dict(cls.model_fields)
+        return dict(cls.model_fields)  # type: ignore[attr-defined]
 
     def __repr__(cls) -> str:
-        return f"{cls.__name__}({cls.signature_string()})"
+        return f"{cls.__name__}({cls.signature_string()})"  # type: ignore[attr-defined]
 
 
 def _dedent(doc: str) -> str:
@@ -244,7 +245,7 @@ class Signature(BaseModel, metaclass=SignatureMeta):
         ta = cache.get(name)  # keyed by field name; other entries use keys that start with '__'
         if ta is None:
             f = cls.model_fields[name]
-            ann = f.annotation
+            ann: Any = f.annotation
             if f.metadata:
                 ann = typing.Annotated[(ann, *f.metadata)]  # keep constraints such as ge=, max_length=
             ta = cache[name] = TypeAdapter(ann)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,7 @@ class Adapter:
     default_params: dict[str, Any] = {}
 
     # -- to implement ---------------------------------------------------------------------------------------
-    def format(self, signature: type[Signature], instructions: str, demos: list[Example],
+    def format(self, signature: type[Signature], instructions: str, demos: Sequence[Example],
                inputs: dict[str, Any]) -> dict[str, Any]:
         """Return the request: `{"messages": [...]}` or `{"prompt": "..."}`."""
         raise NotImplementedError
@@ -85,13 +86,14 @@ class Adapter:
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------------------------
-    def read_field(self, signature: type[Signature], name: str, text: str) -> Any:
+    def read_field(self, signature: type[Signature], name: str, text: Any) -> Any:
+        """A field's value from the model's text (or an already-decoded JSON value), typed by pydantic."""
         return coerce(text, signature.annotation(name), signature.type_adapter(name), name)
 
     def labels(self, signature: type[Signature]) -> dict[str, str]:
         return {n: field_label(n, f) for n, f in signature.model_fields.items()}
 
-    def __call__(self, lm: LM, signature: type[Signature], instructions: str, demos: list[Example],
+    def __call__(self, lm: LM, signature: type[Signature], instructions: str, demos: Sequence[Example],
                  inputs: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
         request = self.format(signature, instructions, demos, inputs)
         merged = {**self.default_params, **params}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from ..example import Example
@@ -37,7 +38,7 @@ class ChatAdapter(Adapter):
         rows = [(n, render_value(values[n])) for n in names if n in values]
         return template("chat_fields.j2").render(fields=rows, completed=completed).strip()
 
-    def format(self, signature: type[Signature], instructions: str, demos: list[Example],
+    def format(self, signature: type[Signature], instructions: str, demos: Sequence[Example],
                inputs: dict[str, Any]) -> dict[str, Any]:
         messages: list[dict[str, Any]] = [{"role": "system", "content": self.system(signature, instructions)}]
         for demo in demos:

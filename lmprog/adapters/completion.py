@@ -8,6 +8,7 @@ are given a GBNF grammar of the whole continuation, so every value has its type 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..example import Example
@@ -36,7 +37,7 @@ class CompletionAdapter(Adapter):
             layout = memo["__completion_layout__"] = (labels, described)
         return layout  # type: ignore[no-any-return]
 
-    def format(self, signature: type[Signature], instructions: str, demos: list[Example],
+    def format(self, signature: type[Signature], instructions: str, demos: Sequence[Example],
                inputs: dict[str, Any]) -> dict[str, Any]:
         labels, described = self._layout(signature)
         demo_rows = [[(labels[n], render_value(d[n])) for n in labels if n in d] for d in demos]

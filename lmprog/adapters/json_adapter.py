@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pydantic
@@ -36,7 +37,7 @@ class JSONAdapter(Adapter):
         obj = {n: to_jsonable_python(values[n]) for n in names if n in values}
         return json.dumps(obj, ensure_ascii=False)
 
-    def format(self, signature: type[Signature], instructions: str, demos: list[Example],
+    def format(self, signature: type[Signature], instructions: str, demos: Sequence[Example],
                inputs: dict[str, Any]) -> dict[str, Any]:
         system = template("json_system.j2").render(
             instructions=instructions, inputs=field_rows(signature.input_fields),
