@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lmprog import usage
 from lmprog.dataset import Dataset
@@ -162,6 +162,18 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+class Scored(NamedTuple):
+    """A candidate's validation result. `lm_errors` counts rows that failed because an LM call failed (an
+    outage, not the program's behaviour), which a search should not store as a finished result."""
+
+    score: float | None
+    ci: tuple[float, float] | None
+    n: int
+    errors: int
+    complete: bool
+    lm_errors: int = 0
+
+
 class CompileRun:
     """The state of one compile: scores candidates and picks the winner."""
 
@@ -174,18 +186,20 @@ class CompileRun:
         self.progress = progress
         self.run_dir = run_dir
 
-    def score(self, candidate_program: Module) -> tuple[float | None, tuple[float, float] | None, int, int, bool]:
-        """Evaluate on the valset: (score, ci, n, errors, complete). A spent budget stops the search."""
+    def score(self, candidate_program: Module) -> Scored:
+        """Evaluate on the valset. A spent budget or Ctrl-C stops the search."""
+        from lmprog.errors import LMError
         from lmprog.evaluate import evaluate
 
         if self.optimizer.metric is None:
-            return None, None, 0, 0, True
+            return Scored(None, None, 0, 0, True)
         with usage.role("task"):
             res = evaluate(candidate_program, Dataset(self.val), self.optimizer.metric, threads=self.optimizer.threads,
                            progress=self.progress, seed=self.optimizer.seed)
         complete = res.complete
         ci = (float(res.ci[0]), float(res.ci[1]))
-        out = (float(res.score), ci, res.n, len(res.errors), complete)
+        lm_errors = sum(isinstance(r.error, LMError) for r in res.errors)
+        out = Scored(float(res.score), ci, res.n, len(res.errors), complete, lm_errors)
         if res.interrupted:
             self.report.stopped_by = "interrupted (Ctrl-C)"
         elif res.stopped and str(res.stopped).startswith("budget"):
@@ -193,8 +207,8 @@ class CompileRun:
         return out
 
     def add(self, name: str, kind: str, params: dict[str, Any], candidate_program: Module,
-            scored: tuple[float | None, tuple[float, float] | None, int, int, bool] | None = None) -> Candidate:
-        score, ci, n, errors, complete = scored if scored is not None else self.score(candidate_program)
+            scored: Scored | None = None) -> Candidate:
+        score, ci, n, errors, complete, _ = scored if scored is not None else self.score(candidate_program)
         c = Candidate(name=name, kind=kind, params=params, score=score, ci=ci, n=n, errors=errors,
                       n_demos=sum(len(p.demos) for p in candidate_program.predictors()), complete=complete,
                       state=candidate_program.dump_state())

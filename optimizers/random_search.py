@@ -18,7 +18,7 @@ from typing import Any
 from lmprog.example import Example
 from lmprog.module import Module
 
-from .base import CompileRun, Metric, Optimizer, input_key, without_demos
+from .base import CompileRun, Metric, Optimizer, Scored, input_key, without_demos
 from .bootstrap import assemble, bootstrap
 from .labeled import with_labelled
 
@@ -112,7 +112,7 @@ class RandomSearch(Optimizer):
                 t = finished[key]
                 cand = without_demos(program).load_state(json.loads(t.user_attrs["state"]))
                 ci = t.user_attrs.get("ci")
-                run.add(name, spec["kind"], spec, cand, scored=(
+                run.add(name, spec["kind"], spec, cand, scored=Scored(
                     t.value, tuple(ci) if ci else None, t.user_attrs.get("n", 0), t.user_attrs.get("errors", 0), True))
                 run.report.candidates[-1].resumed = True
                 continue
@@ -121,7 +121,10 @@ class RandomSearch(Optimizer):
             trial.set_user_attr("spec", key)
             scored = run.score(cand)
             c = run.add(name, spec["kind"], spec, cand, scored=scored)
-            if c.complete and c.score is not None:
+            if scored.lm_errors:
+                run.report.notes.append(f"{name}: {scored.lm_errors} validation row(s) failed on LM errors; "
+                                        "not stored for resume, so a re-run scores it again")
+            if c.complete and c.score is not None and not scored.lm_errors:
                 trial.set_user_attr("state", json.dumps(c.state))
                 trial.set_user_attr("ci", list(c.ci) if c.ci else None)
                 trial.set_user_attr("n", c.n)

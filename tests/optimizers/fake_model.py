@@ -48,7 +48,7 @@ class FakeModel:
     raises `die` once, on that attempt (1-based)."""
 
     def __init__(self, policy: Callable[[Call], dict[str, Any]], model: str = "fake/task", cache: bool = False,
-                 die_at: int | None = None, die: type[BaseException] = Killed) -> None:
+                 die_at: int | None = None, die: Callable[[], BaseException] = Killed) -> None:
         self.policy = policy
         self.calls: list[Call] = []
         self.die_at = die_at

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import lmprog as lp
+from lmprog.errors import ProviderError
 from lmprog.evaluate import evaluate
 from lmprog.optimizers import RandomSearch
 
@@ -143,6 +144,20 @@ def test_a_killed_compile_resumes_with_its_finished_candidates(tmp_path: Path) -
     fresh = search(FakeModel(right_with_q3), run_dir=tmp_path / "fresh", train=(0, 6))
     assert [(c.name, c.score) for c in cands] == [(c.name, c.score) for c in fresh.report.candidates]
     assert resumed.dump_state() == fresh.dump_state()
+
+
+def test_a_candidate_scored_during_an_lm_outage_is_scored_again_on_resume(tmp_path: Path) -> None:
+    # Call 2 is the zero-shot candidate's second validation row: the provider fails it (a 400 is not retried).
+    outage = FakeModel(right_with_q3, die_at=2, die=lambda: ProviderError("provider down", status_code=400))
+    first = search(outage, run_dir=tmp_path, train=(0, 6))
+    zero = first.report.candidates[0]
+    assert zero.name == "zero-shot" and zero.errors == 1
+    assert any("LM errors" in note for note in first.report.notes)
+
+    again = search(FakeModel(right_with_q3), run_dir=tmp_path, train=(0, 6))
+    cands = again.report.candidates
+    assert not cands[0].resumed and cands[0].errors == 0
+    assert all(c.resumed for c in cands[1:])
 
 
 @pytest.mark.filterwarnings("ignore:evaluation stopped")
