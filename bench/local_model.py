@@ -142,7 +142,7 @@ def main() -> None:
                  ("lmprog lazy grammar", "lmprog no grammar")):
         print(f"  {a} / {b}: {ms(b) / ms(a):.2f}")
     same = sum(a == b == c for a, b, c in zip(outputs["lmprog lazy grammar"], outputs["lmprog full grammar"],
-                                              outputs["raw full grammar"]))
+                                              outputs["raw full grammar"], strict=True))
     labels = {t.strip() for t in outputs["lmprog lazy grammar"]}
     print(f"  same label from lazy, full and raw on {same}/{n}; labels seen {sorted(labels)}")
     print(f"prefix reuse (raw full-grammar loop): reused {ms('raw full grammar'):.1f} ms/example, state reset every "

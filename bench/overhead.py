@@ -172,7 +172,8 @@ def main() -> None:
     print(f"  in-process import time   {imp['import_s']:.3f} s  [{imp['import_min_s']:.3f}–{imp['import_max_s']:.3f}]"
           f"   target ≤{TARGET_IMPORT_S} s{' MISS' if imp['import_s'] > TARGET_IMPORT_S else ''}"
           f"   DSPy {DSPY['import_s']} s ({DSPY['import_s'] / imp['import_s']:.1f}× ours)")
-    print(f"  process wall time        {imp['process_s']:.3f} s  (bare `python -c pass`: {imp['bare_process_s']:.3f} s)")
+    print(f"  process wall time        {imp['process_s']:.3f} s  "
+          f"(bare `python -c pass`: {imp['bare_process_s']:.3f} s)")
     print(f"  peak RSS after import    {imp['peak_rss_mb']:.1f} MB  (bare interpreter: {imp['bare_rss_mb']:.1f} MB;"
           f" DSPy {DSPY['import_mb']:.0f} MB)")
     rows = importtime_rows()

@@ -115,7 +115,8 @@ class Dataset(Sequence[Example]):
         random.Random(seed).shuffle(order)
         out, start = [], 0
         for i, f in enumerate(fractions):
-            end = len(order) if i == len(fractions) - 1 and abs(sum(fractions) - 1) < 1e-9 else start + round(f * len(order))
+            last_of_all = i == len(fractions) - 1 and abs(sum(fractions) - 1) < 1e-9
+            end = len(order) if last_of_all else start + round(f * len(order))
             out.append(self._new([self.examples[j] for j in order[start:end]]))
             start = end
         return tuple(out)

@@ -10,7 +10,6 @@ from .errors import UsageError
 from .example import Example, Prediction
 from .module import Module
 from .signature import OutputField, Signature, ensure_signature
-
 from .state import LABELLED
 
 

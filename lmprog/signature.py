@@ -296,7 +296,8 @@ class Signature(BaseModel, metaclass=SignatureMeta):
     @classmethod
     def delete(cls, name: str) -> type[Signature]:
         if name not in cls.model_fields:
-            raise UsageError(f"signature {cls.__name__} has no field {name!r} to delete; fields: {list(cls.model_fields)}")
+            raise UsageError(f"signature {cls.__name__} has no field {name!r} to delete; "
+                             f"fields: {list(cls.model_fields)}")
         return _rebuild(cls, [(n, f) for n, f in cls.model_fields.items() if n != name], cls.instructions)
 
     @classmethod

@@ -38,7 +38,8 @@ def signature_json(sig: type[Signature]) -> dict[str, Any]:
     return {
         "name": sig.__name__,
         "fingerprint": sig.fingerprint(),
-        "fields": [{"name": n, "role": field_role(f), "type": type_name(f.annotation)} for n, f in sig.model_fields.items()],
+        "fields": [{"name": n, "role": field_role(f), "type": type_name(f.annotation)}
+                   for n, f in sig.model_fields.items()],
     }
 
 

@@ -2,8 +2,8 @@
 
 numpy is imported inside the functions that need it, so `import lmprog` (and `lmprog.stats`) stays light.
 Exact tests (McNemar, Wilson) use only the standard library, and the bootstrap falls back to pure Python
-when numpy is missing (slower; numpy comes with `pip install 'lmprog[stats]'`). Every random procedure takes a `seed` and is
-reproducible: the same inputs and seed give the same interval or p-value.
+when numpy is missing (slower; numpy comes with `pip install 'lmprog[stats]'`). Every random procedure takes a
+`seed` and is reproducible: the same inputs and seed give the same interval or p-value.
 """
 
 from __future__ import annotations

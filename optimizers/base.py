@@ -93,7 +93,8 @@ class Optimizer:
         if self.needs_metric and metric is None:
             raise UsageError(f"{type(self).__name__} needs a metric, e.g. metric=lp.metrics.exact_match")
         if metric is not None and not callable(metric):
-            raise UsageError(f"metric must be a callable (example, prediction, trace=None) -> float | bool, got {metric!r}")
+            raise UsageError("metric must be a callable (example, prediction, trace=None) -> float | bool, "
+                             f"got {metric!r}")
         self.metric = metric
         self.seed = seed
         self.threads = threads

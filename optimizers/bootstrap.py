@@ -13,8 +13,8 @@ from lmprog.errors import BudgetExceeded, UsageError
 from lmprog.example import Example
 from lmprog.module import Module
 from lmprog.predict import Demo
-from lmprog.state import BOOTSTRAPPED
 from lmprog.settings import context
+from lmprog.state import BOOTSTRAPPED
 
 from .base import CompileRun, Metric, Optimizer, input_key, truthy_score, without_demos
 from .labeled import fits, labelled_demos, with_labelled
@@ -62,7 +62,7 @@ def bootstrap(program: Module, train: list[Example], metric: Metric, *, teacher:
     total = len(order) * max_rounds
     bar = ProgressBar(total, label="bootstrap", enabled=should_show(progress, _stderr()), stream=_stderr())
     for rnd in range(max_rounds):
-        for p_name, p in t_named:
+        for _, p in t_named:
             if rnd > 0:
                 p.config = {**p.config, "rollout_id": rnd, "temperature": 0.7}
         for ex in order:

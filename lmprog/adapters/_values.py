@@ -98,7 +98,8 @@ def coerce(text: Any, annotation: Any, adapter: pydantic.TypeAdapter[Any], field
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err.get("loc", ()))
-        raise ParseFailure(field, f"{err.get('msg')}{' at ' + loc if loc else ''} (got {str(text).strip()[:80]!r})") from None
+        where = f" at {loc}" if loc else ""
+        raise ParseFailure(field, f"{err.get('msg')}{where} (got {str(text).strip()[:80]!r})") from None
 
 
 def _pre(text: str, ann: Any, field: str | None) -> Any:

@@ -20,7 +20,8 @@ def output_schema(signature: type[Signature]) -> dict[str, Any]:
     """The JSON schema of an object holding the signature's output fields (cached on the class)."""
     cache = derived(signature)
     if "__json_schema__" not in cache:
-        fields = {n: (f.annotation, pydantic.Field(description=f.description)) for n, f in signature.output_fields.items()}
+        fields = {n: (f.annotation, pydantic.Field(description=f.description))
+                  for n, f in signature.output_fields.items()}
         model = pydantic.create_model(f"{signature.__name__}Output", **fields)  # type: ignore[call-overload]
         cache["__json_schema__"] = model.model_json_schema()
     return cache["__json_schema__"]  # type: ignore[no-any-return]

@@ -12,6 +12,7 @@ the async forward) live here because this is the module that speaks HTTP.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import email.utils
 import functools
 import importlib.util
@@ -287,7 +288,7 @@ class HTTPBackend:
                                             timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 content = await resp.read()
                 return self._read(url, resp.status, resp.headers, content, chat)
-        except asyncio.TimeoutError:
+        except builtins.TimeoutError:
             raise self._timeout_error(url, timeout) from None
         except aiohttp.ClientError as exc:
             raise self._connect_error(url, exc) from None

@@ -32,8 +32,8 @@ import tempfile
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +344,7 @@ def _position(model: _Loaded, tokens: list[int]) -> None:
 
     llm = model.llm
     common = 0
-    for have, want in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens):
+    for have, want in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens, strict=False):
         if have != want:
             break
         common += 1

@@ -76,7 +76,7 @@ RAW_COT = {
 }
 
 
-@pytest.mark.parametrize(("adapter", "name"), list(zip(ADAPTERS, IDS)), ids=IDS)
+@pytest.mark.parametrize(("adapter", "name"), list(zip(ADAPTERS, IDS, strict=True)), ids=IDS)
 def test_predict_and_cot_parse_raw_text(adapter: lp.Adapter, name: str) -> None:
     pred = lp.Predict(Sentiment, lm=ScriptedLM([RAW[name]]), adapter=adapter)(review="x")
     assert (pred.label, pred.stars) == ("positive", 4)
@@ -188,7 +188,7 @@ def test_an_ambiguous_label_is_not_guessed() -> None:
 BAD = {"chat": "I think it is good overall.", "json": "not json at all", "completion": " neutral\nStars: 9\n"}
 
 
-@pytest.mark.parametrize(("adapter", "name"), list(zip(ADAPTERS, IDS)), ids=IDS)
+@pytest.mark.parametrize(("adapter", "name"), list(zip(ADAPTERS, IDS, strict=True)), ids=IDS)
 def test_one_bad_answer_then_a_good_one_succeeds_with_a_counted_repair(adapter: lp.Adapter, name: str) -> None:
     lm = ScriptedLM([BAD[name], {"label": "positive", "stars": 4}])
     with lp.track() as t:
@@ -203,7 +203,7 @@ def test_one_bad_answer_then_a_good_one_succeeds_with_a_counted_repair(adapter: 
         assert BAD[name] in repair_text
 
 
-@pytest.mark.parametrize(("adapter", "name"), list(zip(ADAPTERS, IDS)), ids=IDS)
+@pytest.mark.parametrize(("adapter", "name"), list(zip(ADAPTERS, IDS, strict=True)), ids=IDS)
 def test_two_bad_answers_raise_output_parse_error_with_raw_field_and_reason(adapter: lp.Adapter, name: str) -> None:
     second = {"chat": "[[ ## label ## ]]\npositive\n[[ ## stars ## ]]\n9\n[[ ## completed ## ]]",
               "json": '{"label": "positive", "stars": 9}', "completion": " positive\nStars: 9\n"}[name]

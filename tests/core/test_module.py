@@ -101,7 +101,7 @@ def test_reset_copy_clears_demos_and_instructions_in_the_copy_only() -> None:
         p.demos = [lp.Demo({n: "v" for n in p.signature.model_fields})]
         p.instructions = "tuned"
     fresh = prog.reset_copy()
-    for (_, old), (_, new) in zip(prog.named_predictors(), fresh.named_predictors()):
+    for (_, old), (_, new) in zip(prog.named_predictors(), fresh.named_predictors(), strict=True):
         assert new.demos == [] and new.instructions == new.signature.instructions
         assert len(old.demos) == 1 and old.instructions == "tuned"
 

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fake_model import Call, FakeModel, data, right, right_with_demos
 
 import lmprog as lp
 from lmprog.evaluate import evaluate
 from lmprog.optimizers import BootstrapFewShot
 
-from fake_model import Call, FakeModel, data, right, right_with_demos
 
 def num(question: str) -> int:
     return int(question[1:])

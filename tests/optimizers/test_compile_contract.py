@@ -13,15 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fake_model import Call, FakeModel, data, right, right_with_demos
 
 import lmprog as lp
 from lmprog.dataset import data_hash
 from lmprog.errors import UsageError
-from lmprog.optimizers import (BootstrapFewShot, CompileReport, LabeledFewShot, Optimizer, RandomSearch,
-                               get_optimizer)
+from lmprog.optimizers import BootstrapFewShot, CompileReport, LabeledFewShot, Optimizer, RandomSearch, get_optimizer
 from lmprog.predict import Demo
 
-from fake_model import Call, FakeModel, data, right, right_with_demos
 
 def questions(program: lp.Module) -> set[str]:
     return {d["question"] for p in program.predictors() for d in p.demos}

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fake_model import Call, FakeModel, data, right
 
 import lmprog as lp
 from lmprog.evaluate import evaluate
 from lmprog.optimizers import LabeledFewShot
 
-from fake_model import Call, FakeModel, data, right
 
 def q3_teaches(call: Call) -> dict[str, Any]:
     """Answers `a<i>` for `q<i>` only when the prompt shows the demo for q3."""

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_model import FakeModel, Killed, data, right, right_with_demos, right_with_q3
 
 import lmprog as lp
 from lmprog.errors import ProviderError
 from lmprog.evaluate import evaluate
 from lmprog.optimizers import RandomSearch
-
-from fake_model import FakeModel, Killed, data, right, right_with_demos, right_with_q3
 
 
 def demo_questions(state: dict[str, Any]) -> set[str]:
