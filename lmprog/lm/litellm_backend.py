@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from typing import Any
 
 from ..errors import LMError, ProviderError, TimeoutError
@@ -17,6 +18,10 @@ from .ratelimit import RateLimiter, estimate_tokens
 
 # Ours, not litellm's: never forwarded as keyword arguments.
 _OWN_OPTIONS = frozenset({"transport", "rpm", "tpm", "max_connections"})
+
+
+# How providers (through litellm) say that no API key was given.
+_MISSING_KEY = re.compile(r"missing (credentials|\w+ api key)|api_key client option must be set", re.I)
 
 
 @functools.cache
@@ -139,6 +144,12 @@ class LiteLLMBackend:
             body = message.split("Received:", 1)[-1].strip() if "Received:" in message else message
             return not_json_error(self.model, body.strip("'\" ."), where)
         status = getattr(exc, "status_code", None)
+        if _MISSING_KEY.search(message):
+            # litellm reports a missing key for some providers as a 500, which would be retried in vain.
+            provider = self.model.split("/", 1)[0].upper() if "/" in self.model else "THE_PROVIDER"
+            return ProviderError(f"{self.model}: no API key. Set it in the environment (e.g. {provider}_API_KEY) "
+                                 f"or pass LM({self.model!r}, api_key=...). Provider said: "
+                                 f"{message[:300]}", model=self.model, status_code=401, body=message)
         response = getattr(exc, "response", None)
         headers = getattr(exc, "litellm_response_headers", None) or getattr(response, "headers", None)
         if isinstance(exc, openai.APIConnectionError):

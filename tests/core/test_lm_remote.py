@@ -276,3 +276,14 @@ def test_rate_limited_error_carries_retry_after(server: LoopbackServer) -> None:
     with pytest.raises(RateLimitError) as info:
         lm(messages=HI)
     assert info.value.retry_after == 4.0
+
+
+def test_a_missing_api_key_is_final_and_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    # Port 9 on loopback: nothing is ever sent, the client refuses first for want of a key.
+    lm = LM("openai/some-model", api_base="http://127.0.0.1:9/v1", transport="litellm", num_retries=3)
+    with usage.track() as t, pytest.raises(ProviderError) as info:
+        lm(messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 401 and not info.value.retryable
+    assert "OPENAI_API_KEY" in str(info.value) and "api_key=" in str(info.value)
+    assert t.totals.calls == 1  # not retried
