@@ -43,11 +43,13 @@ def check_name(name: str, where: str, role: str | None = "output") -> None:
 _SCALARS: tuple[type, ...] = (str, int, float, bool)
 
 
-def _field(role: str, desc: str | None, prefix: str | None, kwargs: dict[str, Any]) -> Any:
+def _field(role: str, desc: str | None, prefix: str | None, kwargs: dict[str, Any], multiline: bool = False) -> Any:
     extra = dict(kwargs.pop("json_schema_extra", None) or {})
     extra[_ROLE_KEY] = role
     if prefix is not None:
         extra["prefix"] = prefix
+    if multiline:
+        extra["multiline"] = True
     return pydantic.Field(description=desc, json_schema_extra=extra, **kwargs)
 
 
@@ -56,14 +58,23 @@ def InputField(desc: str | None = None, *, prefix: str | None = None, **constrai
     return _field("input", desc, prefix, constraints)
 
 
-def OutputField(desc: str | None = None, *, prefix: str | None = None, **constraints: Any) -> Any:  # noqa: N802
-    """Mark a signature field as an output; `desc` is shown to the model, pydantic constraints apply."""
-    return _field("output", desc, prefix, constraints)
+def OutputField(desc: str | None = None, *, prefix: str | None = None, multiline: bool = False,  # noqa: N802
+                **constraints: Any) -> Any:
+    """Mark a signature field as an output; `desc` is shown to the model, pydantic constraints apply.
+
+    `multiline=True` lets a str output span lines (code, a file) where a format would otherwise keep it to one
+    line (the completion adapter's grammar on the embedded model)."""
+    return _field("output", desc, prefix, constraints, multiline)
 
 
 def field_role(info: FieldInfo) -> str | None:
     extra = info.json_schema_extra
     return extra.get(_ROLE_KEY) if isinstance(extra, dict) else None  # type: ignore[return-value]
+
+
+def is_multiline(info: FieldInfo) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("multiline"))
 
 
 def field_label(name: str, info: FieldInfo | None = None) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..example import Example
 from ..lm.base import LM, Constraint
-from ..signature import Signature, derived, field_label
+from ..signature import Signature, derived, field_label, is_multiline
 from ._values import ParseFailure, render_value
 from .base import Adapter, field_type_hint, missing_outputs, template
 
@@ -56,7 +56,9 @@ class CompletionAdapter(Adapter):
             from .gbnf import completion_grammar
 
             outs = signature.output_fields
-            cache["__gbnf__"] = completion_grammar([(field_label(n, f), f.annotation) for n, f in outs.items()])
+            cache["__gbnf__"] = completion_grammar([(field_label(n, f), f.annotation) for n, f in outs.items()],
+                                                   multiline={field_label(n, f) for n, f in outs.items()
+                                                              if is_multiline(f)})
         return Constraint(grammar=cache["__gbnf__"])
 
     def render_outputs(self, signature: type[Signature], values: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ import json
 import re
 import types
 import typing
+from collections.abc import Collection
 from typing import Any
 
 __all__ = ["completion_grammar", "gbnf_literal", "json_schema_to_gbnf", "value_rule"]
@@ -39,6 +40,9 @@ _PRIMITIVES: dict[str, str] = {
     # Text values of the completion format: one line that is neither empty nor starts with whitespace
     # (the adapter strips values, so a leading blank could only waste tokens).
     "text-line": "[^\\n\\r \\t] [^\\n\\r]*",
+    # A str field marked multiline (code, a file): any text, ended by the grammar's next label, the request's
+    # stop sequences (`\n---` in the completion adapter) or max_tokens.
+    "text-block": "[^\\n\\r \\t] [^\\r]*",
     "py-float": '"-"? [0-9]{1,18} ("." [0-9]{1,17})? ([eE] [-+]? [0-9]{1,3})? | "inf" | "-inf" | "nan"',
 }
 _DEPENDS = {
@@ -280,12 +284,13 @@ def value_rule(annotation: Any) -> tuple[str, dict[str, str]]:
     return body, dict(b.rules)
 
 
-def completion_grammar(fields: list[tuple[str, Any]]) -> str:
+def completion_grammar(fields: list[tuple[str, Any]], multiline: Collection[str] = ()) -> str:
     """The grammar of a whole completion: `" " value1 "\\n" "Label2: " value2 ... valueN`.
 
     `fields` is [(label, annotation), ...] in output order; the prompt already ends with the first label and
     its colon, so the first field contributes only its value. The last value has no newline after it: the
     grammar is complete once it is written, so decoding ends there without evaluating one more token.
+    A str field whose label is in `multiline` may span lines.
     """
     if not fields:
         raise ValueError("completion_grammar needs at least one output field")
@@ -293,6 +298,7 @@ def completion_grammar(fields: list[tuple[str, Any]]) -> str:
     parts: list[str] = []
     for i, (label, annotation) in enumerate(fields):
         head = " " if i == 0 else f"\n{label}: "
-        value = _value(annotation, b, f"field-{label}")
+        block = label in multiline and annotation is str
+        value = b.use("text-block") if block else _value(annotation, b, f"field-{label}")
         parts.append(f"{gbnf_literal(head)} {value}")
     return b.render(" ".join(parts))

@@ -304,3 +304,16 @@ def test_user_text_that_looks_like_a_template_is_data() -> None:
         lp.Predict(Label, lm=lm, adapter=adapter)(review="{{ 7 * 7 }} {% if true %}x{% endif %}")
         text = request_text(lm)
         assert "{{ 7 * 7 }}" in text and "49" not in text
+
+
+def test_a_multiline_output_round_trips_through_the_completion_adapter() -> None:
+    class Fix(lp.Signature):
+        """Write a test input."""
+
+        diff: str = lp.InputField()
+        test: str = lp.OutputField(multiline=True)
+        ok: bool = lp.OutputField()
+
+    code = "var a = [1, 2];\n\na.length = 0;\nprint(a[1]);"
+    pred = lp.Predict(Fix, lm=ScriptedLM([{"test": code, "ok": True}], adapter="completion"))(diff="- x\n+ y")
+    assert pred.test == code and pred.ok is True

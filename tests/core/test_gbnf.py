@@ -251,3 +251,11 @@ def test_json_grammar_accepts_pydantic_dump_and_rejects_wrong_json(vocab: Any) -
     assert not _accepts(vocab, grammar, good.model_dump_json().replace('"age":31', '"age":"31"'))
     tree = Tree(label="r", children=[Tree(label="a", children=[Tree(label="b")])])
     assert _accepts(vocab, json_schema_to_gbnf(TypeAdapter(Tree).json_schema()), tree.model_dump_json())
+
+
+def test_a_multiline_text_field_may_span_lines_and_others_may_not(vocab: Any) -> None:
+    fields = [("Code", str), ("Ok", bool)]
+    block = completion_grammar(fields, multiline={"Code"})
+    assert _accepts(vocab, block, " let x = 1;\n\nprint(x);\nOk: true")
+    assert not _accepts(vocab, block, " \nOk: true")  # still not empty
+    assert not _accepts(vocab, completion_grammar(fields), " let x = 1;\nprint(x);\nOk: true")

@@ -322,3 +322,21 @@ def test_lazy_decoding_that_outlives_its_deadline_is_a_timeout(backend: LocalBac
                     constraint=Constraint(grammar=LABEL_GRAMMAR))
     with pytest.raises(TimeoutError, match="did not finish"):
         backend.complete(req, timeout=1e-6)
+
+
+@pytest.mark.model
+def test_a_multiline_output_spans_lines_and_ends_at_the_demo_separator() -> None:
+    import lmprog as lp
+
+    class Poem(lp.Signature):
+        """Write a two-line poem about the topic."""
+
+        topic: str = lp.InputField()
+        poem: str = lp.OutputField(multiline=True)
+
+    p = lp.Predict(Poem, lm=lp.LM(GEMMA_MODEL, cache=False))
+    p.demos = [lp.Demo(topic="rain", poem="Soft rain on the roof,\nthe garden drinks its fill."),
+               lp.Demo(topic="snow", poem="White hush on the hills,\nfootprints fill by morning.")]
+    pred = p(topic="the sea")
+    assert "\n" in pred.poem and "---" not in pred.poem and "Topic:" not in pred.poem
+    assert pred.usage[0].completion_tokens < 256  # it stopped at the separator, not at max_tokens
