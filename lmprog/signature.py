@@ -89,6 +89,10 @@ def check_type(tp: Any, where: str) -> None:
     """Raise UsageError unless `tp` is a type lmprog can render, parse and constrain."""
     if tp in _SCALARS:
         return
+    if isinstance(tp, (str, typing.ForwardRef)):
+        ref = tp if isinstance(tp, str) else tp.__forward_arg__
+        raise UsageError(f"{where}: the annotation {ref!r} could not be resolved; define {ref} before the "
+                         "signature, where the signature's module or function can see it")
     origin = get_origin(tp)
     args = get_args(tp)
     if origin is typing.Annotated:
@@ -163,8 +167,15 @@ class SignatureMeta(ModelMetaclass):
     def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kw: Any) -> Any:
         if ns.get("__module__") != __name__ or name != "Signature":
             _check_body(name, ns)
-        cls = super().__new__(mcs, name, bases, ns, **kw)
-        return cls
+        if "__pydantic_reset_parent_namespace__" not in kw:
+            # pydantic reads the locals of the frame that defines the class, to resolve postponed annotations
+            # naming local classes; this __new__ adds a frame, so hand it the right one explicitly.
+            from pydantic._internal._model_construction import build_lenient_weakvaluedict
+            from pydantic._internal._typing_extra import parent_frame_namespace
+
+            ns["__pydantic_parent_namespace__"] = build_lenient_weakvaluedict(parent_frame_namespace(parent_depth=2))
+            kw["__pydantic_reset_parent_namespace__"] = False
+        return super().__new__(mcs, name, bases, ns, **kw)
 
     # Class-level views; a signature is used as a class, rarely instantiated.
     @property

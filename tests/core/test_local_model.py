@@ -340,3 +340,31 @@ def test_a_multiline_output_spans_lines_and_ends_at_the_demo_separator() -> None
     pred = p(topic="the sea")
     assert "\n" in pred.poem and "---" not in pred.poem and "Topic:" not in pred.poem
     assert pred.usage[0].completion_tokens < 256  # it stopped at the separator, not at max_tokens
+
+
+@pytest.mark.model
+def test_predict_on_the_embedded_model_returns_typed_literal_and_model_outputs() -> None:
+    import lmprog as lp
+
+    lm = lp.LM(GEMMA_MODEL, cache=False)
+    classify = lp.Predict("review -> label: Literal['positive', 'negative']", lm=lm)
+    classify.demos = [lp.Demo(review=r, label=label) for r, label in DEMOS]
+    preds = classify.batch([{"review": "A warm, funny and moving film."}, {"review": "Dull, long and pointless."}])
+    assert [p.label for p in preds] == ["positive", "negative"]
+
+    class Film(BaseModel):
+        title: str
+        year: int
+
+    class Describe(lp.Signature):
+        """Name a film and its year."""
+
+        question: str = lp.InputField()
+        film: Film = lp.OutputField()
+
+    describe = lp.Predict(Describe, lm=lm)
+    describe.demos = [lp.Demo(question="Which film has a shark terrorising a beach town?",
+                              film=Film(title="Jaws", year=1975))]
+    pred = describe(question="Which film follows a boy wizard at a school of magic?")
+    assert isinstance(pred.film, Film) and pred.film.title and 1800 < pred.film.year < 2100
+    assert [r.kind for r in pred.usage] == ["call"]  # constrained decoding: no repair call was needed

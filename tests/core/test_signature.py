@@ -324,3 +324,22 @@ def test_fingerprint_changes_with_types_and_names_but_not_instructions() -> None
     assert a.fingerprint() != lp.make_signature("q -> a: float").fingerprint()
     assert a.fingerprint() != lp.make_signature("q -> b: int").fingerprint()
     assert a.fingerprint() != lp.make_signature("q, a -> x: int").fingerprint()
+
+
+def test_postponed_annotations_naming_local_classes_resolve() -> None:
+    # This module uses `from __future__ import annotations`, so `film: Film` arrives as the string "Film".
+    class Film(BaseModel):
+        title: str
+
+    class Describe(lp.Signature):
+        question: str = lp.InputField()
+        film: Film = lp.OutputField()
+
+    assert Describe.annotation("film") is Film
+
+
+def test_an_annotation_that_cannot_be_resolved_is_named() -> None:
+    with pytest.raises(UsageError, match="'film'.*'Nowhere' could not be resolved"):
+        class Describe(lp.Signature):
+            question: str = lp.InputField()
+            film: Nowhere = lp.OutputField()  # type: ignore[name-defined]  # noqa: F821
