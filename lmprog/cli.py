@@ -76,7 +76,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = compiled.save(args.out, provenance=provenance)
     report = getattr(compiled, "report", None)
     if report is not None:
-        print(f"chosen: {report.reason}")
+        if not sys.stderr.isatty():  # the table and the choice went to stderr; keep the choice with the output
+            print(f"chosen: {report.reason}")
         report_path = Path(args.report) if args.report else out.with_name(out.stem + ".report.json")
         report.save(report_path)
         print(f"saved the compile report to {report_path}")
