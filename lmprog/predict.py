@@ -9,6 +9,7 @@ from . import usage
 from .errors import UsageError
 from .example import Example, Prediction
 from .module import Module
+from .settings import as_lm
 from .signature import OutputField, Signature, ensure_signature
 from .state import LABELLED
 
@@ -37,7 +38,7 @@ class Predict(Module):
         self.signature = ensure_signature(signature)
         self.instructions: str = instructions or self.signature.instructions
         self.demos: list[Demo] = []
-        self.lm = lm
+        self.lm = as_lm(lm)
         self.adapter = adapter
         self.config = config
 

@@ -56,6 +56,19 @@ def _check(kwargs: dict[str, Any]) -> None:
     unknown = sorted(set(kwargs) - _FIELDS)
     if unknown:
         raise UsageError(f"unknown setting(s) {unknown}; known settings are {sorted(_FIELDS)}")
+    if isinstance(kwargs.get("lm"), str):  # configure(lm="openai/gpt-4o-mini") means that model
+        kwargs["lm"] = as_lm(kwargs["lm"])
+
+
+def as_lm(lm: Any) -> Any:
+    """An LM from an LM or a model string; anything else is a mistake worth naming."""
+    from .lm.base import LM
+
+    if lm is None or isinstance(lm, LM):
+        return lm
+    if isinstance(lm, str):
+        return LM(lm)
+    raise UsageError(f"lm must be an lp.LM or a model string such as 'openai/gpt-4o-mini', got {lm!r}")
 
 
 def settings() -> Settings:

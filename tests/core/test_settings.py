@@ -186,3 +186,11 @@ def test_trace_records_every_predictor_call() -> None:
         p2(b=p1(a="x").b)
     assert [(step[0], step[1]) for step in s.trace] == [(p1, {"a": "x"}), (p2, {"b": "1"})]  # type: ignore[union-attr]
     assert s.trace[1][2].c == "2"  # type: ignore[index]
+
+
+def test_an_lm_may_be_given_as_a_model_string() -> None:
+    with lp.context(lm="openai/some-model"):
+        assert isinstance(lp.settings().lm, lp.LM) and lp.settings().lm.model == "openai/some-model"
+    assert lp.Predict("a -> b", lm="openai/other").lm.model == "openai/other"
+    with pytest.raises(UsageError, match="model string"):
+        lp.Predict("a -> b", lm=3)
