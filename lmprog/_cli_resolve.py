@@ -15,6 +15,7 @@ from .errors import UsageError
 # Built-in metric names; each is built on first use (no import at start-up).
 METRIC_NAMES = ("exact_match", "f1", "contains", "numeric", "judge")
 
+
 def load_program(spec: str) -> Any:
     """The program named by `module:attribute`: a Module instance, subclass, or zero-argument factory."""
     from .module import Module

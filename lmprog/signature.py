@@ -40,6 +40,8 @@ def check_name(name: str, where: str, role: str | None = "output") -> None:
                          "name); choose another name")
     if name.startswith("_"):
         raise UsageError(f"{where}: field {name!r} starts with an underscore; field names must be public")
+
+
 _SCALARS: tuple[type, ...] = (str, int, float, bool)
 
 

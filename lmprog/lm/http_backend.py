@@ -305,7 +305,6 @@ class HTTPBackend:
             self.limiter.settle(estimate, result.prompt_tokens + result.completion_tokens)
         return result
 
-
     def _reserve_estimate(self, request: LMRequest) -> int:
         if self.limiter is None or self.limiter.tpm is None:
             return 0
