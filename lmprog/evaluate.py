@@ -124,6 +124,7 @@ def evaluate(
     n_resamples: int = stats.DEFAULT_RESAMPLES,
     max_errors: int | None = None,
     stream: TextIO | None = None,
+    label: str | None = None,
 ) -> EvalResult:
     """Run `program(**example.inputs())` on every example, score it with `metric`, return an EvalResult.
 
@@ -133,6 +134,7 @@ def evaluate(
     errors: how error rows count in the headline score — "zero" (scored 0, kept in n: a failure to answer
         is a wrong answer) or "exclude" (left out of n). `score_completed` always excludes them.
     max_errors: stop scheduling new rows once this many errors happened (the rest are marked not run).
+    label: the progress bar's label (default: "evaluate <program>").
     """
     if errors not in ERROR_POLICIES:
         raise UsageError(f"errors={errors!r}: choose 'zero' (an error scores 0) or 'exclude' (left out of n)")
@@ -150,7 +152,7 @@ def evaluate(
     warn_demo_overlap(program, examples)
     n_threads = threads or settings().threads
     out = stream if stream is not None else sys.stderr
-    bar = ProgressBar(len(examples), label=f"evaluate {_name(program)}", enabled=should_show(progress, out),
+    bar = ProgressBar(len(examples), label=label or f"evaluate {_name(program)}", enabled=should_show(progress, out),
                       stream=out)
     rows: list[Row | None] = [None] * len(examples)
     interrupted, stopped = False, None

@@ -187,7 +187,7 @@ class CompileRun:
         self.progress = progress
         self.run_dir = run_dir
 
-    def score(self, candidate_program: Module) -> Scored:
+    def score(self, candidate_program: Module, label: str = "candidate") -> Scored:
         """Evaluate on the valset. A spent budget or Ctrl-C stops the search."""
         from lmprog.errors import LMError
         from lmprog.evaluate import evaluate
@@ -196,7 +196,7 @@ class CompileRun:
             return Scored(None, None, 0, 0, True)
         with usage.role("task"):
             res = evaluate(candidate_program, Dataset(self.val), self.optimizer.metric, threads=self.optimizer.threads,
-                           progress=self.progress, seed=self.optimizer.seed)
+                           progress=self.progress, seed=self.optimizer.seed, label=f"validate {label}")
         complete = res.complete
         ci = (float(res.ci[0]), float(res.ci[1]))
         lm_errors = sum(isinstance(r.error, LMError) for r in res.errors)
@@ -209,7 +209,7 @@ class CompileRun:
 
     def add(self, name: str, kind: str, params: dict[str, Any], candidate_program: Module,
             scored: Scored | None = None) -> Candidate:
-        score, ci, n, errors, complete, _ = scored if scored is not None else self.score(candidate_program)
+        score, ci, n, errors, complete, _ = scored if scored is not None else self.score(candidate_program, name)
         c = Candidate(name=name, kind=kind, params=params, score=score, ci=ci, n=n, errors=errors,
                       n_demos=sum(len(p.demos) for p in candidate_program.predictors()), complete=complete,
                       state=candidate_program.dump_state())

@@ -59,8 +59,9 @@ def bootstrap(program: Module, train: list[Example], metric: Metric, *, teacher:
     teacher_demos = {n: list(p.demos) for n, p in t_named}
     out = BootstrapOutcome(demos={n: [] for n in student_names})
     done: set[str] = set()
-    total = len(order) * max_rounds
-    bar = ProgressBar(total, label="bootstrap", enabled=should_show(progress, _stderr()), stream=_stderr())
+    # The bar counts demos found towards max_bootstrapped; runs that did not pass are shown beside it.
+    bar = ProgressBar(max_bootstrapped, label="bootstrap demos", enabled=should_show(progress, _stderr()),
+                      stream=_stderr())
     for rnd in range(max_rounds):
         for _, p in t_named:
             if rnd > 0:
@@ -84,7 +85,7 @@ def bootstrap(program: Module, train: list[Example], metric: Metric, *, teacher:
                 raise
             except Exception as exc:  # noqa: BLE001 - a failed run is recorded, not fatal
                 out.failures.append({"example": key[:200], "round": rnd, "error": f"{type(exc).__name__}: {exc}"})
-                bar.update(out.attempts, ok=out.successes)
+                bar.update(out.successes, runs=out.attempts)
                 continue
             if not ok:
                 out.failures.append({"example": key[:200], "round": rnd, "error": "metric did not pass"})
@@ -98,10 +99,11 @@ def bootstrap(program: Module, train: list[Example], metric: Metric, *, teacher:
                         continue
                     outputs = {k: prediction[k] for k in pred_obj.signature.output_fields if k in prediction}
                     out.demos[name].append(Demo({**inputs, **outputs}, kind=BOOTSTRAPPED))
-            bar.update(out.attempts, ok=out.successes)
+            bar.update(out.successes, runs=out.attempts)
         if out.successes >= max_bootstrapped:
             break
-    bar.close()
+    short = out.successes < max_bootstrapped
+    bar.close(note=f"only {out.successes} of {out.attempts} runs passed the metric" if short else "")
     return out
 
 

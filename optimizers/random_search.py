@@ -119,7 +119,7 @@ class RandomSearch(Optimizer):
             cand = self._build(program, train, spec, run, boot_stats)
             trial = study.ask()
             trial.set_user_attr("spec", key)
-            scored = run.score(cand)
+            scored = run.score(cand, name)
             c = run.add(name, spec["kind"], spec, cand, scored=scored)
             if scored.lm_errors:
                 run.report.notes.append(f"{name}: {scored.lm_errors} validation row(s) failed on LM errors; "
