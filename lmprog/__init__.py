@@ -19,7 +19,7 @@ from .example import Example, Prediction
 from .lm.base import LM, Constraint
 from .module import Module
 from .predict import ChainOfThought, Demo, Predict
-from .settings import Settings, configure, context, settings
+from .settings import Settings, configure, context, inspect_history, settings
 from .signature import InputField, OutputField, Signature, make_signature
 from .state import load
 from .usage import budget, track
@@ -44,7 +44,8 @@ __all__ = [
     "Adapter", "ChainOfThought", "ChatAdapter", "Comparison", "CompletionAdapter", "Constraint", "Dataset", "Demo",
     "EvalResult", "Example", "InputField", "JSONAdapter", "LM", "Module", "OutputField", "Predict", "Prediction",
     "Settings", "Signature", "budget", "check_overlap", "compare", "configure", "context", "errors", "evaluate",
-    "load", "make_signature", "metrics", "optimizers", "programs", "settings", "stats", "testing", "track",
+    "inspect_history", "load", "make_signature", "metrics", "optimizers", "programs", "settings", "stats", "testing",
+    "track",
     "__version__",
 ]
 

@@ -114,6 +114,11 @@ def current_lm() -> LM:
         return _default_lm[name]
 
 
+def inspect_history(n: int = 1) -> str:
+    """Print (and return) the last `n` calls of the LM in force (see `LM.inspect_history`)."""
+    return current_lm().inspect_history(n)
+
+
 def run_in_context(fn: Callable[..., T]) -> Callable[..., T]:
     """Wrap `fn` so that it runs in a copy of the current context (for worker threads)."""
     ctx = contextvars.copy_context()

@@ -13,7 +13,8 @@ EXPECTED = {
     "Adapter", "ChainOfThought", "ChatAdapter", "Comparison", "CompletionAdapter", "Constraint", "Dataset", "Demo",
     "EvalResult", "Example", "InputField", "JSONAdapter", "LM", "Module", "OutputField", "Predict", "Prediction",
     "Settings", "Signature", "budget", "check_overlap", "compare", "configure", "context", "errors", "evaluate",
-    "load", "make_signature", "metrics", "optimizers", "programs", "settings", "stats", "testing", "track",
+    "inspect_history", "load", "make_signature", "metrics", "optimizers", "programs", "settings", "stats", "testing",
+    "track",
     "__version__",
 }
 

@@ -194,3 +194,14 @@ def test_an_lm_may_be_given_as_a_model_string() -> None:
     assert lp.Predict("a -> b", lm="openai/other").lm.model == "openai/other"
     with pytest.raises(UsageError, match="model string"):
         lp.Predict("a -> b", lm=3)
+
+
+def test_inspect_history_shows_the_last_calls_of_the_lm_in_force(capsys: pytest.CaptureFixture[str]) -> None:
+    lm = ScriptedLM([{"b": "first"}, {"b": "second"}])
+    with lp.context(lm=lm):
+        p = lp.Predict("a -> b")
+        p(a="one")
+        p(a="two")
+        text = lp.inspect_history(1)
+    assert "two" in text and "second" in text and "one" not in text
+    assert text in capsys.readouterr().out
