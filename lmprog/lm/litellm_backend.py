@@ -6,9 +6,11 @@ quiet. It is called with retries off: LM.forward retries once, with the ledger s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import LMError, ProviderError, TimeoutError
@@ -81,13 +83,8 @@ class LiteLLMBackend:
         estimate = self._estimate(request)
         if self.limiter is not None:
             self.limiter.acquire(estimate)
-        try:
+        with self._errors(timeout):
             resp = litellm.completion(**self._kwargs(request, timeout))
-        except Exception as exc:
-            mapped = self._map(exc, timeout)
-            if mapped is exc:
-                raise
-            raise mapped from exc
         return self._result(resp, estimate)
 
     async def acomplete(self, request: LMRequest, timeout: float | None) -> BackendResult:
@@ -95,14 +92,20 @@ class LiteLLMBackend:
         estimate = self._estimate(request)
         if self.limiter is not None:
             await self.limiter.aacquire(estimate)
-        try:
+        with self._errors(timeout):
             resp = await litellm.acompletion(**self._kwargs(request, timeout))
+        return self._result(resp, estimate)
+
+    @contextlib.contextmanager
+    def _errors(self, timeout: float | None) -> Iterator[None]:
+        """Re-raise litellm's exceptions as lmprog errors (programming errors pass through unchanged)."""
+        try:
+            yield
         except Exception as exc:
             mapped = self._map(exc, timeout)
             if mapped is exc:
                 raise
             raise mapped from exc
-        return self._result(resp, estimate)
 
     def _result(self, resp: Any, estimate: int) -> BackendResult:
         try:
